@@ -1,0 +1,202 @@
+"""Read and write transitions as parquet (default) or JSON lines, in RLlib's columnar format.
+
+Every reader validates what it reads (:mod:`rllib_fastq.data.validation`), so a bad file fails
+here, before training, with the file, the column, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from rllib_fastq.data import schema
+from rllib_fastq.data.transitions import Transitions
+
+_JSON_SUFFIXES = (".json", ".jsonl")
+
+
+def expand_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """Files named by ``paths``: files, directories (their parquet/JSON files), or globs."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files: list[str] = []
+    for p in map(str, paths):
+        if os.path.isdir(p):
+            found = sorted(
+                f for f in glob.glob(os.path.join(p, "**", "*"), recursive=True)
+                if f.endswith((".parquet", *_JSON_SUFFIXES))
+            )
+            if not found:
+                raise FileNotFoundError(f"input_: directory {p} holds no .parquet or .json files.")
+            files.extend(found)
+        elif any(c in p for c in "*?["):
+            found = sorted(glob.glob(p))
+            if not found:
+                raise FileNotFoundError(f"input_: pattern {p} matches no file.")
+            files.extend(found)
+        elif os.path.isfile(p):
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"input_: {p} does not exist (expected a parquet/JSON file or a directory).")
+    return files
+
+
+def _list_column_to_array(col: pa.ChunkedArray, name: str, source: str) -> np.ndarray:
+    """A list<number> column as a 2-D array; a scalar column as a 1-D array."""
+    col = col.combine_chunks()
+    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type):
+        if col.null_count:
+            raise ValueError(f"{source}: column '{name}' has {col.null_count} null rows; fill or drop them.")
+        inner = col.flatten()
+        if pa.types.is_list(inner.type) or pa.types.is_fixed_size_list(inner.type):
+            inner = inner.flatten()  # nested lists, e.g. expert_actions as [K][d_a]
+        n = len(col)
+        values = inner.to_numpy(zero_copy_only=False)
+        if n == 0:
+            return values.reshape(0, 0)
+        if values.size % n:
+            lengths = np.unique(pa.compute.list_value_length(col).to_numpy(zero_copy_only=False))
+            raise ValueError(
+                f"{source}: column '{name}' has rows of different widths {lengths.tolist()}; "
+                "every row must have the same width."
+            )
+        return values.reshape(n, values.size // n)
+    if col.null_count:
+        raise ValueError(f"{source}: column '{name}' has {col.null_count} null rows; fill or drop them.")
+    return col.to_numpy(zero_copy_only=False)
+
+
+def table_to_transitions(table: pa.Table, source: str = "<table>") -> Transitions:
+    """Arrow table in our schema → :class:`Transitions` (no validation; see ``read_transitions``)."""
+    meta = schema.DatasetMeta.from_json((table.schema.metadata or {}).get(schema.METADATA_KEY))
+    names = set(table.column_names)
+    missing = [c for c in schema.REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise ValueError(
+            f"{source}: missing column(s) {missing}; a FAST-Q dataset needs {list(schema.REQUIRED_COLUMNS)} "
+            f"(found {sorted(names)})."
+        )
+    n = table.num_rows
+    arr = {c: _list_column_to_array(table[c], c, source) for c in schema.ALL_COLUMNS if c in names}
+    obs = arr[schema.OBS].astype(np.float32, copy=False)
+    if obs.ndim == 1:
+        obs = obs[:, None]
+    new_obs = arr[schema.NEW_OBS].astype(np.float32, copy=False)
+    if new_obs.ndim == 1:
+        new_obs = new_obs[:, None]
+    actions = arr[schema.ACTIONS].astype(np.float32, copy=False)
+    if actions.ndim == 1:
+        actions = actions[:, None]
+    expert_actions = arr.get(schema.EXPERT_ACTIONS)
+    mask = arr.get(schema.EXPERT_ACTIONS_MASK)
+    if expert_actions is not None:
+        expert_actions = expert_actions.astype(np.float32, copy=False)
+        d_a = actions.shape[1]
+        if expert_actions.shape[1] % max(d_a, 1):
+            raise ValueError(
+                f"{source}: column '{schema.EXPERT_ACTIONS}' has width {expert_actions.shape[1]}, "
+                f"expected K * {d_a} (K arms times the action width)."
+            )
+        expert_actions = expert_actions.reshape(n, -1, d_a)
+    if mask is not None:
+        mask = mask.astype(bool, copy=False)
+    rc = arr.get(schema.REWARD_COMPONENTS)
+    eps = arr.get(schema.EPS_ID)
+    return Transitions(
+        obs=obs,
+        actions=actions,
+        rewards=arr[schema.REWARDS].astype(np.float32, copy=False).reshape(n),
+        new_obs=new_obs,
+        terminateds=arr[schema.TERMINATEDS].astype(bool, copy=False).reshape(n),
+        truncateds=(
+            arr[schema.TRUNCATEDS].astype(bool, copy=False).reshape(n)
+            if schema.TRUNCATEDS in arr else np.zeros(n, bool)
+        ),
+        eps_id=eps.astype(str) if eps is not None else np.full(n, "0"),
+        t=arr[schema.T].astype(np.int64, copy=False) if schema.T in arr else np.zeros(n, np.int64),
+        policy_id=(
+            arr[schema.POLICY_ID].astype(np.int64, copy=False) if schema.POLICY_ID in arr
+            else np.zeros(n, np.int64)
+        ),
+        reward_components=None if rc is None else rc.astype(np.float32, copy=False),
+        expert_actions=expert_actions,
+        expert_actions_mask=mask,
+        meta=meta,
+        source=source,
+    )
+
+
+def _read_one(path: str) -> pa.Table:
+    try:
+        if path.endswith(_JSON_SUFFIXES):
+            return pa_json.read_json(path)
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ValueError(f"{path}: cannot be read as {'JSON lines' if path.endswith(_JSON_SUFFIXES) else 'parquet'}: {e}") from e
+
+
+def read_transitions(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    num_policies: int | None = None,
+    action_dim: int | None = None,
+    obs_dim: int | None = None,
+    num_reward_components: int | None = None,
+) -> Transitions:
+    """Read and validate parquet/JSON files (or directories of them) into one :class:`Transitions`.
+
+    The keyword arguments are what the caller expects (e.g. from the algorithm config);
+    a mismatch raises ``ValueError`` naming the file and the column.
+    """
+    from rllib_fastq.data.validation import validate_transitions
+
+    parts = []
+    for f in expand_paths(paths):
+        tr = table_to_transitions(_read_one(f), source=f)
+        validate_transitions(
+            tr, num_policies=num_policies, action_dim=action_dim, obs_dim=obs_dim,
+            num_reward_components=num_reward_components,
+        )
+        parts.append(tr)
+    return parts[0] if len(parts) == 1 else Transitions.concat(parts)
+
+
+def transitions_to_table(tr: Transitions) -> pa.Table:
+    """:class:`Transitions` → Arrow table in RLlib's columnar format (+ our columns, metadata)."""
+    n = len(tr)
+    cols: dict[str, pa.Array] = {}
+    for name, value in tr.columns().items():
+        if value.ndim == 1:
+            cols[name] = pa.array(value)
+        else:
+            flat = np.ascontiguousarray(value).reshape(n, -1)
+            offsets = np.arange(0, flat.size + 1, flat.shape[1], dtype=np.int32)
+            cols[name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.ravel()))
+    table = pa.table(cols)
+    return table.replace_schema_metadata({schema.METADATA_KEY: tr.meta.to_json()})
+
+
+def write_transitions(tr: Transitions, path: str | os.PathLike, *, fmt: str | None = None,
+                      overwrite: bool = False) -> str:
+    """Write ``tr`` to ``path`` as parquet (zstd) or JSON lines (by ``fmt`` or the suffix)."""
+    path = str(path)
+    fmt = fmt or ("json" if path.endswith(_JSON_SUFFIXES) else "parquet")
+    if fmt not in ("parquet", "json"):
+        raise ValueError(f"format: expected 'parquet' or 'json', got {fmt!r}.")
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it.")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    table = transitions_to_table(tr)
+    tmp = path + ".tmp"
+    if fmt == "parquet":
+        pq.write_table(table, tmp, compression="zstd")
+    else:
+        table.to_pandas().to_json(tmp, orient="records", lines=True)
+    os.replace(tmp, path)  # never leave a half-written file under the final name
+    return path
