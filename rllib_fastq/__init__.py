@@ -1,0 +1,1 @@
+"""rllib-fastq: the FAST-Q offline RL algorithm as a Ray RLlib plugin."""
