@@ -1,0 +1,22 @@
+"""Shared fixtures: one loopback Ray session for the whole test run."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Two cores: keep torch from oversubscribing them beside Ray's workers.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local Ray session on 127.0.0.1, started once per test run (start-up costs seconds)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
