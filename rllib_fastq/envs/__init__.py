@@ -1,0 +1,39 @@
+"""Simulators: the multi-policy player platform and its logging arms.
+
+Importing this package registers ``rllib_fastq/PlayerPlatform-v0`` with gymnasium.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from rllib_fastq.envs.arms import (
+    ARM_NAMES,
+    ArmPolicy,
+    SegmentOraclePolicy,
+    arm_actions,
+    per_player_policy,
+    route,
+)
+from rllib_fastq.envs.evaluate import evaluate_policy
+from rllib_fastq.envs.player_platform import (
+    REWARD_COMPONENT_NAMES,
+    STATIC_FEATURES,
+    TEMPORAL_FEATURES,
+    PlayerPlatformConfig,
+    PlayerPlatformEnv,
+    as_dict_obs,
+    unflatten_obs,
+)
+
+ENV_ID = "rllib_fastq/PlayerPlatform-v0"
+
+# Importing twice (or reloading) must not warn or fail: register only once.
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point="rllib_fastq.envs.player_platform:PlayerPlatformEnv")
+
+__all__ = [
+    "ARM_NAMES", "ENV_ID", "REWARD_COMPONENT_NAMES", "STATIC_FEATURES", "TEMPORAL_FEATURES",
+    "ArmPolicy", "PlayerPlatformConfig", "PlayerPlatformEnv", "SegmentOraclePolicy", "arm_actions",
+    "as_dict_obs", "evaluate_policy", "per_player_policy", "route", "unflatten_obs",
+]
