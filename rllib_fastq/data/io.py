@@ -7,6 +7,7 @@ here, before training, with the file, the column, what was expected and what was
 from __future__ import annotations
 
 import glob
+import json
 import os
 from collections.abc import Sequence
 
@@ -19,6 +20,9 @@ from rllib_fastq.data import schema
 from rllib_fastq.data.transitions import Transitions
 
 _JSON_SUFFIXES = (".json", ".jsonl")
+# JSON lines has no place for file metadata: the DatasetMeta goes to a sidecar file next to it,
+# named so that directory expansion (here and in Ray Data) never takes it for data.
+_JSON_META_SUFFIX = ".meta"
 
 
 def expand_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
@@ -135,7 +139,11 @@ def table_to_transitions(table: pa.Table, source: str = "<table>") -> Transition
 def _read_one(path: str) -> pa.Table:
     try:
         if path.endswith(_JSON_SUFFIXES):
-            return pa_json.read_json(path)
+            table = pa_json.read_json(path)
+            if os.path.isfile(path + _JSON_META_SUFFIX):
+                with open(path + _JSON_META_SUFFIX, "rb") as f:
+                    table = table.replace_schema_metadata({schema.METADATA_KEY: f.read()})
+            return table
         return pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as e:
         raise ValueError(f"{path}: cannot be read as {'JSON lines' if path.endswith(_JSON_SUFFIXES) else 'parquet'}: {e}") from e
@@ -197,6 +205,17 @@ def write_transitions(tr: Transitions, path: str | os.PathLike, *, fmt: str | No
     if fmt == "parquet":
         pq.write_table(table, tmp, compression="zstd")
     else:
-        table.to_pandas().to_json(tmp, orient="records", lines=True)
+        # Not pandas.to_json: it rounds floats to 10 decimals. float32 -> Python float is exact
+        # and json writes the shortest repr that reads back to the same value.
+        try:
+            with open(tmp, "w") as f:
+                for row in table.to_pylist():
+                    f.write(json.dumps(row, allow_nan=False))
+                    f.write("\n")
+        except ValueError as e:  # NaN/inf have no JSON spelling
+            os.remove(tmp)
+            raise ValueError(f"{path}: cannot write NaN or inf as JSON ({e}); clean the data first.") from e
+        with open(path + _JSON_META_SUFFIX, "wb") as f:
+            f.write(tr.meta.to_json())
     os.replace(tmp, path)  # never leave a half-written file under the final name
     return path
