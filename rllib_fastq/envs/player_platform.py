@@ -14,6 +14,7 @@ kind of player and poor elsewhere.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -198,7 +199,7 @@ class PlayerPlatformEnv(gym.Env):
         self._shock *= c.shock_decay
         if rng.random() < c.shock_prob:
             self._shock += c.shock_scale * rng.standard_normal()
-        match = np.exp(-((diff - self._skill) ** 2) / 0.3)  # matchmaking fit to the player's skill
+        match = math.exp(-((diff - self._skill) ** 2) / 0.3)  # matchmaking fit to the player's skill
         eng = (self._intent * (0.4 + 0.6 * match) * (1.0 - 0.5 * self._fatigue)
                * (1.0 + 0.8 * self._bonus * gen) * (1.0 + 0.4 * rec * self._intent)
                + self._shock + c.reward_noise * rng.standard_normal())
@@ -212,9 +213,9 @@ class PlayerPlatformEnv(gym.Env):
 
         push = rec * (1.3 - self._intent) + 0.3 * (1.0 - match)
         self._fatigue = 0.85 * self._fatigue + 0.15 * min(max(push, 0.0), 1.0)
-        self._satisfaction = float(np.clip(
-            0.85 * self._satisfaction
-            + 0.15 * (0.7 * match + 0.8 * self._bonus * gen - 0.5 * self._fatigue + 0.2), 0.0, 1.0))
+        sat = 0.85 * self._satisfaction + 0.15 * (0.7 * match + 0.8 * self._bonus * gen
+                                                  - 0.5 * self._fatigue + 0.2)
+        self._satisfaction = min(max(float(sat), 0.0), 1.0)
         self._balance = 0.8 * self._balance + 0.5 * gen
         hazard = c.churn_scale * (0.12 * self._churn * (1.0 - self._satisfaction) + 0.04 * self._fatigue ** 2)
         terminated = bool(rng.random() < hazard)
