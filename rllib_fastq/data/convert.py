@@ -25,12 +25,15 @@ _MINARI_META_KEY = "rllib_fastq"
 
 # -- pandas -----------------------------------------------------------------------------------
 def _check_finite(df: Any, cols: Sequence[str]) -> None:
+    import pandas as pd
+
     for c in cols:
-        values = df[c].to_numpy()
-        if values.dtype.kind in "fiub":
-            bad = ~np.isfinite(values.astype(np.float64))
+        col = df[c]
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            # na_value: nullable (extension) dtypes hold pd.NA, which isfinite cannot take.
+            bad = ~np.isfinite(col.to_numpy(dtype=np.float64, na_value=np.nan))
         else:
-            bad = df[c].isna().to_numpy()
+            bad = col.isna().to_numpy()
         if bad.any():
             raise ValueError(f"column '{c}': {int(bad.sum())} NaN/inf/missing value(s) "
                              f"(first at row {int(np.flatnonzero(bad)[0])}); fill or drop them.")
@@ -61,6 +64,8 @@ def from_dataframe(
     Raises ``ValueError`` naming the column for missing columns, NaN/inf, duplicate timestamps,
     gaps in integer time steps, and a terminal flag before a user's last step.
     """
+    import pandas as pd
+
     feature_cols, action_cols = list(feature_cols), list(action_cols)
     comp_cols = list(reward_component_cols or [])
     if not feature_cols or not action_cols:
@@ -92,21 +97,21 @@ def from_dataframe(
     same_user_next[:-1] = users[1:] == users[:-1]
     if (same_user_next[:-1] & (times[1:] == times[:-1])).any():
         i = int(np.flatnonzero(same_user_next[:-1] & (times[1:] == times[:-1]))[0])
-        raise ValueError(f"column '{time_col}': duplicate timestamp {times[i]!r} for user {users[i]!r}; "
+        raise ValueError(f"column '{time_col}': duplicate timestamp {times[i]} for user '{users[i]}'; "
                          "each user-step needs its own time.")
-    if np.issubdtype(times.dtype, np.integer):
+    if pd.api.types.is_integer_dtype(df[time_col]):
         gap = same_user_next[:-1] & (times[1:] - times[:-1] != 1)
         if gap.any():
             i = int(np.flatnonzero(gap)[0])
-            raise ValueError(f"column '{time_col}': gap for user {users[i]!r}: step {times[i]} is followed "
+            raise ValueError(f"column '{time_col}': gap for user '{users[i]}': step {times[i]} is followed "
                              f"by {times[i + 1]} (missing step(s) in between).")
     last = ~same_user_next
     if terminal_col is not None:
         flags = df[terminal_col].to_numpy().astype(bool)
         if (flags & ~last).any():
             i = int(np.flatnonzero(flags & ~last)[0])
-            raise ValueError(f"column '{terminal_col}': user {users[i]!r} is terminal at {time_col}="
-                             f"{times[i]!r} but has later rows.")
+            raise ValueError(f"column '{terminal_col}': user '{users[i]}' is terminal at {time_col}="
+                             f"{times[i]} but has later rows.")
         terminateds, truncateds = last & flags, last & ~flags
     else:
         terminateds, truncateds = last, np.zeros(len(df), bool)
@@ -122,7 +127,7 @@ def from_dataframe(
     extra: dict[str, Any] = {"feature_cols": feature_cols, "action_cols": action_cols}
     if arm_col is None:
         policy_id = np.zeros(len(df), np.int64)
-    elif np.issubdtype(df[arm_col].dtype, np.integer):
+    elif pd.api.types.is_integer_dtype(df[arm_col]):
         policy_id = df[arm_col].to_numpy(np.int64)
     else:
         names, policy_id = np.unique(df[arm_col].astype(str).to_numpy(), return_inverse=True)
@@ -216,7 +221,7 @@ def parquet_to_minari(path: str | os.PathLike | Sequence[str], dataset_id: str, 
     buffers = []
     for e, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         if not np.array_equal(tr.new_obs[a:b - 1], tr.obs[a + 1:b]):
-            raise ValueError(f"{tr.source}: column '{schema.NEW_OBS}': episode {tr.eps_id[a]!r} is not "
+            raise ValueError(f"{tr.source}: column '{schema.NEW_OBS}': episode '{tr.eps_id[a]}' is not "
                              "contiguous (new_obs[i] != obs[i + 1]); Minari needs whole episodes.")
         infos = {}
         for c in _MINARI_INFO_COLUMNS:

@@ -87,6 +87,8 @@ def table_to_transitions(table: pa.Table, source: str = "<table>") -> Transition
             f"(found {sorted(names)})."
         )
     n = table.num_rows
+    if n == 0:  # caught here: the reshapes below cannot infer widths from zero rows
+        raise ValueError(f"{source}: the dataset is empty (0 rows); write at least one transition.")
     arr = {c: _list_column_to_array(table[c], c, source) for c in schema.ALL_COLUMNS if c in names}
     obs = arr[schema.OBS].astype(np.float32, copy=False)
     if obs.ndim == 1:
