@@ -1,0 +1,370 @@
+"""FastQConfig (every hyper-parameter of spec §3–§4, validated) and FastQ (the two phases)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.connectors.common.add_observations_from_episodes_to_batch import (
+    AddObservationsFromEpisodesToBatch,
+)
+from ray.rllib.connectors.learner.add_next_observations_from_episodes_to_train_batch import (
+    AddNextObservationsFromEpisodesToTrainBatch,
+)
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.utils.metrics import (
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    OFFLINE_SAMPLING_TIMER,
+    TIMERS,
+)
+from ray.rllib.utils.typing import ResultDict
+
+from rllib_fastq.data_setup import prepare_offline_data
+from rllib_fastq.fastq_learner import ADVERSARY_TARGETS, POLICY_SAMPLING
+
+logger = logging.getLogger(__name__)
+
+# Fields whose value changes the networks: auto-included into `model_config`.
+_MODEL_FIELDS = (
+    "num_policies", "trunk_hiddens", "lstm_hidden", "static_hidden", "lstm_dropout",
+    "expert_hiddens", "br_dim", "adversary_hiddens", "actor_hiddens", "critic_hiddens",
+    "grl_lambda", "default_policy", "bc_through_balancer",
+)
+
+
+class FastQConfig(AlgorithmConfig):
+    """Configuration of FAST-Q (arXiv 2504.21383) on RLlib's new API stack.
+
+    .. code-block:: python
+
+        config = (
+            FastQConfig()
+            .offline_data(input_=["offline_data/player_platform/train.parquet"])
+            .training(num_policies=3, reward_weights=[0.25, 0.25, -0.25, 0.25])
+        )
+        algo = config.build_algo()
+        algo.train()
+
+    Defaults follow the D4RL setting of the spec (γ = 0.99, batch 256); the reference values of
+    the gaming setting are given per field where they differ.
+    """
+
+    def __init__(self, algo_class: type | None = None):
+        super().__init__(algo_class=algo_class or FastQ)
+
+        # fmt: off
+        # -- networks (spec §3) --
+        #: MLP widths of the trunk for flat observations; [] feeds the normalised state to the experts.
+        self.trunk_hiddens: list[int] = []
+        #: LSTM width of the trunk for dict observations (temporal window). Reference: 64.
+        self.lstm_hidden = 64
+        #: Width of the static-feature MLP joined with the LSTM. Reference: 32.
+        self.static_hidden = 32
+        #: Variational dropout of the LSTM (inputs and hidden state, one mask per sequence).
+        self.lstm_dropout = 0.1
+        #: Hidden widths of each policy expert; the last is h_k. Reference: [256, 128].
+        self.expert_hiddens: list[int] = [256, 128]
+        #: Width of the balancing representation b_k. Reference: 256.
+        self.br_dim = 256
+        #: Hidden widths of the adversary classifier (outputs K logits). Reference: [512, 256].
+        self.adversary_hiddens: list[int] = [512, 256]
+        #: Hidden widths of the actor. Reference: [256, 256] (D4RL), [512, 256] (gaming).
+        self.actor_hiddens: list[int] = [256, 256]
+        #: Hidden widths of each twin critic.
+        self.critic_hiddens: list[int] = [256, 256]
+        #: Expert action heads read b_k instead of h_k, so BC also trains the BR. None: only for K = 1.
+        self.bc_through_balancer: bool | None = None
+
+        # -- arms and phase 1 (spec §4) --
+        #: K, the number of logging policies (arms); `policy_id` must lie in [0, K). 1 = plain offline RL.
+        self.num_policies = 1
+        #: Gradient steps of phase 1 (experts + balancing) before phase 2. Reference: 100 epochs.
+        self.pretrain_steps = 10_000
+        #: λ of the gradient-reversal layer. Reference: 0.1.
+        self.grl_lambda = 0.1
+        #: Adversary label: "expert_index" (b_k → k, reference) or "logged_policy" (b_k → policy_id).
+        self.adversary_target = "expert_index"
+        #: Phase-1 batch balance: "inverse_frequency" (arms equally likely), "uniform" (rows equally
+        #: likely) or "prediction_histogram" (arms the adversary predicts least drawn most; reference).
+        self.policy_sampling = "inverse_frequency"
+
+        # -- phase 2: TD3+BC with counterfactual exploration (spec §4) --
+        #: Polyak rate of both targets, applied after every actor step. Reference: 0.005.
+        self.tau = 0.005
+        #: Std of the target-policy smoothing noise, in units of the action bound. Reference: 0.2.
+        self.policy_noise = 0.2
+        #: Clip of that noise, in units of the action bound. Reference: 0.5.
+        self.noise_clip = 0.5
+        #: Actor (and target) update every `policy_freq` phase-2 gradient steps. Reference: 2.
+        self.policy_freq = 2
+        #: TD3+BC's α: λ = α / mean|Q|. Reference: 2.5.
+        self.alpha = 2.5
+        #: Final exploration probability ε of the counterfactual branch. Reference: 0.6.
+        self.max_exploration = 0.6
+        #: Phase-2 gradient steps over which ε ramps linearly from 0 to `max_exploration`.
+        self.exploration_ramp_steps = 100_000
+
+        # -- reward and its decomposition --
+        #: Weights of `reward_components` giving the scalar reward; None uses the `rewards` column.
+        #: Reference (gaming): 0.25 · [1, 1, -1, 1].
+        self.reward_weights: list[float] | None = None
+        #: Indices of the components the critic decomposes Q over; None = all. Reference: [0, 1, 3].
+        self.decomposed_components: list[int] | None = None
+        #: Names of the reward components (for metrics and explanations); None = "c0", "c1", ...
+        self.reward_component_names: list[str] | None = None
+        #: Weight of the TD loss in the critic loss. Reference: 0.75.
+        self.td_weight = 0.75
+        #: Weight of the (per-component averaged) decomposition loss. Reference: 0.25.
+        self.decomposition_weight = 0.25
+        #: True: the decomposition only explains (Q detached in its loss); False (reference): it shapes Q.
+        self.decomposition_detach_q = False
+
+        # -- optimisation --
+        #: Learning rate of the trunk and expert heads ("experts" optimizer).
+        self.expert_lr = 3e-4
+        #: Learning rate of the BR layer and the adversary ("balancer" optimizer).
+        self.balancer_lr = 3e-4
+        #: Learning rate of the twin critic ("critic" optimizer).
+        self.critic_lr = 3e-4
+        #: Learning rate of the actor ("actor" optimizer).
+        self.actor_lr = 3e-4
+        #: Adam weight decay of every optimizer. Reference (gaming): 1e-5; D4RL: 0.
+        self.weight_decay = 0.0
+        self.lr = None  # one learning rate per part instead (above)
+
+        # -- states, data and inference --
+        #: Normalise states by the dataset's mean/std (inside the module, so serving sees raw states).
+        self.normalize_states = True
+        #: ε added to the std when normalising. Reference: 1e-3.
+        self.state_norm_eps = 1e-3
+        #: True: load the dataset into the learners' memory and sample there (starts in seconds);
+        #: False: stream through RLlib's Ray Data `OfflinePreLearner` (for data beyond memory).
+        self.in_memory_data = True
+        #: Phase 2 caches b_k(s), b_p(s') and â_k(s) of every transition (experts and BR are frozen),
+        #: so a phase-2 step costs what TD3+BC costs. In-memory data only.
+        self.cache_representations = True
+        #: Arm used at inference when a request names none: an arm index or "best" (spec §5).
+        self.default_policy: int | str = "best"
+
+        # -- RLlib settings with FAST-Q defaults --
+        self._is_online = False  # env runners only evaluate
+        self.gamma = 0.99
+        self.train_batch_size_per_learner = 256
+        self.dataset_num_iters_per_learner = 1000
+        # The actor outputs actions already scaled to the bounds.
+        self.normalize_actions = False
+        self.clip_actions = True
+        # fmt: on
+
+    def training(
+        self,
+        *,
+        trunk_hiddens: list[int] | None = NotProvided,
+        lstm_hidden: int | None = NotProvided,
+        static_hidden: int | None = NotProvided,
+        lstm_dropout: float | None = NotProvided,
+        expert_hiddens: list[int] | None = NotProvided,
+        br_dim: int | None = NotProvided,
+        adversary_hiddens: list[int] | None = NotProvided,
+        actor_hiddens: list[int] | None = NotProvided,
+        critic_hiddens: list[int] | None = NotProvided,
+        bc_through_balancer: bool | None = NotProvided,
+        num_policies: int | None = NotProvided,
+        pretrain_steps: int | None = NotProvided,
+        grl_lambda: float | None = NotProvided,
+        adversary_target: str | None = NotProvided,
+        policy_sampling: str | None = NotProvided,
+        tau: float | None = NotProvided,
+        policy_noise: float | None = NotProvided,
+        noise_clip: float | None = NotProvided,
+        policy_freq: int | None = NotProvided,
+        alpha: float | None = NotProvided,
+        max_exploration: float | None = NotProvided,
+        exploration_ramp_steps: int | None = NotProvided,
+        reward_weights: list[float] | None = NotProvided,
+        decomposed_components: list[int] | None = NotProvided,
+        reward_component_names: list[str] | None = NotProvided,
+        td_weight: float | None = NotProvided,
+        decomposition_weight: float | None = NotProvided,
+        decomposition_detach_q: bool | None = NotProvided,
+        expert_lr: float | None = NotProvided,
+        balancer_lr: float | None = NotProvided,
+        critic_lr: float | None = NotProvided,
+        actor_lr: float | None = NotProvided,
+        weight_decay: float | None = NotProvided,
+        normalize_states: bool | None = NotProvided,
+        state_norm_eps: float | None = NotProvided,
+        in_memory_data: bool | None = NotProvided,
+        cache_representations: bool | None = NotProvided,
+        default_policy: int | str | None = NotProvided,
+        **kwargs: Any,
+    ) -> FastQConfig:
+        """Sets FAST-Q's training settings; each argument is documented on its attribute."""
+        super().training(**kwargs)
+        for name, value in list(locals().items()):
+            if name not in ("self", "kwargs", "__class__") and value is not NotProvided:
+                setattr(self, name, value)
+        return self
+
+    # -- RLlib hooks ------------------------------------------------------------------------
+
+    def get_default_learner_class(self) -> type:
+        from rllib_fastq.torch.fastq_torch_learner import FastQTorchLearner
+
+        return FastQTorchLearner
+
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        from rllib_fastq.torch.fastq_torch_rl_module import FastQTorchRLModule
+
+        return RLModuleSpec(module_class=FastQTorchRLModule)
+
+    @property
+    def _model_config_auto_includes(self) -> dict[str, Any]:
+        return super()._model_config_auto_includes | {f: getattr(self, f) for f in _MODEL_FIELDS} | {
+            "num_decomposed": len(self.decomposed_indices()),
+            "decomposed_names": [self.component_names()[j] for j in self.decomposed_indices()],
+        }
+
+    def build_learner_connector(self, input_observation_space, input_action_space, device=None):
+        pipeline = super().build_learner_connector(
+            input_observation_space=input_observation_space,
+            input_action_space=input_action_space,
+            device=device,
+        )
+        # The Ray Data path needs s' in the batch (as RLlib's CQL/IQL do).
+        pipeline.insert_after(AddObservationsFromEpisodesToBatch, AddNextObservationsFromEpisodesToTrainBatch())
+        return pipeline
+
+    # -- derived values ---------------------------------------------------------------------
+
+    def component_names(self) -> list[str]:
+        """Names of the reward components (given, or "c0", "c1", ...)."""
+        if self.reward_component_names is not None:
+            return list(self.reward_component_names)
+        return [f"c{j}" for j in range(len(self.reward_weights or []))]
+
+    def decomposed_indices(self) -> list[int]:
+        """The components Q is decomposed over (all by default; none without components)."""
+        if self.reward_weights is None:
+            return []
+        if self.decomposed_components is None:
+            return list(range(len(self.reward_weights)))
+        return list(self.decomposed_components)
+
+    # -- validation -------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        if self.input_ and (self.observation_space is None or self.action_space is None) and not self.env:
+            from rllib_fastq.data_setup import infer_spaces
+
+            obs_space, act_space = infer_spaces(self)
+            self.observation_space = self.observation_space or obs_space
+            self.action_space = self.action_space or act_space
+        if self.in_memory_data and self.offline_data_class is None:
+            from rllib_fastq.data_setup import InMemoryOfflineData
+
+            self.offline_data_class = InMemoryOfflineData
+        super().validate()
+        err = self._value_error
+
+        def positive_int(name: str, minimum: int = 1) -> None:
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < minimum:
+                err(f"`{name}` must be an integer >= {minimum}, got {v!r}.")
+
+        positive_int("num_policies")
+        positive_int("pretrain_steps", 0)
+        positive_int("policy_freq")
+        positive_int("exploration_ramp_steps")
+        for name in ("tau", "max_exploration"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                err(f"`{name}` must lie in [0, 1], got {v!r}.")
+        for name in ("grl_lambda", "policy_noise", "noise_clip", "alpha", "td_weight",
+                     "decomposition_weight", "weight_decay", "state_norm_eps"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or v < 0:
+                err(f"`{name}` must be a number >= 0, got {v!r}.")
+        for name in ("expert_lr", "balancer_lr", "critic_lr", "actor_lr"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or v <= 0:
+                err(f"`{name}` must be a learning rate > 0, got {v!r}.")
+        if not 0.0 <= self.gamma <= 1.0:
+            err(f"`gamma` must lie in [0, 1], got {self.gamma!r}.")
+        if self.adversary_target not in ADVERSARY_TARGETS:
+            err(f"`adversary_target` must be one of {ADVERSARY_TARGETS}, got {self.adversary_target!r}.")
+        if self.policy_sampling not in POLICY_SAMPLING:
+            err(f"`policy_sampling` must be one of {POLICY_SAMPLING}, got {self.policy_sampling!r}.")
+        dp = self.default_policy
+        if not (dp == "best" or (isinstance(dp, int) and 0 <= dp < self.num_policies)):
+            err(f"`default_policy` must be 'best' or an arm in [0, {self.num_policies}), got {dp!r}.")
+        if self.reward_weights is not None:
+            r = len(self.reward_weights)
+            if r == 0:
+                err("`reward_weights` must have one weight per reward component, got [].")
+            names = self.reward_component_names
+            if names is not None and len(names) != r:
+                err(f"`reward_component_names` has {len(names)} names but `reward_weights` has {r} "
+                    "weights; give one name per reward component.")
+            for j in self.decomposed_components or []:
+                if not (isinstance(j, int) and 0 <= j < r):
+                    err(f"`decomposed_components` entries must be component indices in [0, {r}), got {j!r}.")
+        elif self.decomposed_components:
+            err("`decomposed_components` needs `reward_weights` (the data's reward components).")
+
+
+class FastQ(Algorithm):
+    """FAST-Q: phase 1 (experts + adversarial balancing) then phase 2 (TD3+BC actor-critic
+    with counterfactual exploration and Q decomposition), on offline multi-policy data.
+
+    The learner decides the phase per gradient step from its own counter, so an iteration may
+    straddle the switch and a restored checkpoint continues in the right phase.
+    """
+
+    @classmethod
+    def get_default_config(cls) -> FastQConfig:
+        return FastQConfig()
+
+    def setup(self, config: AlgorithmConfig) -> None:
+        super().setup(config)
+        self.dataset_info = prepare_offline_data(self)
+
+    def training_step(self) -> ResultDict | None:
+        cfg = self.config
+        steps = cfg.dataset_num_iters_per_learner
+        timesteps = {NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(NUM_ENV_STEPS_SAMPLED_LIFETIME, default=0)}
+        if cfg.in_memory_data:
+            with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+                results = self.learner_group.foreach_learner(
+                    lambda learner, n=steps, ts=timesteps: learner.update_from_memory(num_steps=n, timesteps=ts)
+                )
+                learner_results = self.learner_group._get_results(results)
+        else:
+            from ray.rllib.core.learner.training_data import TrainingData
+
+            with self.metrics.log_time((TIMERS, OFFLINE_SAMPLING_TIMER)):
+                iterators = self.offline_data.sample(
+                    num_samples=cfg.train_batch_size_per_learner,
+                    num_shards=cfg.num_learners,
+                    return_iterator=True,
+                )
+            with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+                learner_results = self.learner_group.update(
+                    training_data=TrainingData(data_iterators=iterators),
+                    minibatch_size=cfg.train_batch_size_per_learner,
+                    num_iters=steps,
+                    timesteps=timesteps,
+                    **self.offline_data.iter_batches_kwargs,
+                )
+        self.metrics.log_value(
+            NUM_ENV_STEPS_SAMPLED_LIFETIME,
+            steps * cfg.train_batch_size_per_learner * max(1, cfg.num_learners),
+            reduce="lifetime_sum",
+        )
+        self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+        return None

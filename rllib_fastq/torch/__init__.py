@@ -1,0 +1,1 @@
+"""Torch implementations: FastQTorchRLModule and FastQTorchLearner."""

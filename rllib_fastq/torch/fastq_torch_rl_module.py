@@ -1,0 +1,242 @@
+"""FAST-Q's RLModule: every network of spec §3 and the inference/explanation paths of spec §5."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.utils import make_target_network
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
+from ray.rllib.core.rl_module.torch import TorchRLModule
+from torch import nn
+
+from rllib_fastq.data import schema
+from rllib_fastq.torch.networks import (
+    Actor,
+    BalancingRepresentation,
+    BatchedLinear,
+    ExpertHeads,
+    Trunk,
+    TwinCritic,
+    grad_reverse,
+    mlp,
+)
+
+# Keys of the forward-train output.
+BR_OBS = "br_obs"  # b_k(s) for every arm, [B, K, br]
+BR_NEXT_OBS = "br_next_obs"  # b_p(s') of the logged arm p, [B, br]
+EXPERT_ACTION_PREDS = "expert_action_preds"  # â_k(s), [B, K, d_a]
+ADVERSARY_LOGITS = "adversary_logits"  # G(GRL(b_k(s))), [B, K, K]
+
+DEFAULTS: dict[str, Any] = {
+    "num_policies": 1,
+    "trunk_hiddens": [],
+    "lstm_hidden": 64,
+    "static_hidden": 32,
+    "lstm_dropout": 0.1,
+    "expert_hiddens": [256, 128],
+    "br_dim": 256,
+    "adversary_hiddens": [512, 256],
+    "actor_hiddens": [256, 256],
+    "critic_hiddens": [256, 256],
+    "num_decomposed": 0,
+    "decomposed_names": [],
+    "grl_lambda": 0.1,
+    "default_policy": "best",
+    "bc_through_balancer": None,
+}
+
+
+class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
+    """Trunk → K expert heads → shared BR → (GRL → adversary) | actor | twin critic.
+
+    Observations are normalised inside the module (``obs_mean``/``obs_std`` buffers set from
+    the dataset), so Serve and evaluation feed raw observations. Flat observations and
+    ``{"temporal", "static"}`` dicts are both accepted.
+    """
+
+    def setup(self) -> None:
+        cfg = {**DEFAULTS, **(self.model_config or {})}
+        self.fastq_config = cfg
+        self.num_policies = int(cfg["num_policies"])
+        self.layout = schema.ObsLayout.from_space(self.observation_space)
+        if not isinstance(self.action_space, gym.spaces.Box):
+            raise ValueError(f"action_space: FAST-Q needs a continuous Box, got {self.action_space}.")
+        self.action_dim = int(np.prod(self.action_space.shape))
+        low, high = self.action_space.low.ravel(), self.action_space.high.ravel()
+        bounded = bool(np.all(np.isfinite(low)) and np.all(np.isfinite(high)))
+        low_t = torch.as_tensor(low, dtype=torch.float32) if bounded else None
+        high_t = torch.as_tensor(high, dtype=torch.float32) if bounded else None
+        # With one arm the adversary has nothing to balance; behaviour cloning through the BR
+        # is then what trains it (spec §6: the reference left it a frozen random map).
+        through_br = cfg["bc_through_balancer"]
+        self.bc_through_balancer = self.num_policies == 1 if through_br is None else bool(through_br)
+        self.default_policy = cfg["default_policy"]
+        self.grl_lambda = float(cfg["grl_lambda"])
+        self.decomposed_names = list(cfg["decomposed_names"])
+
+        self.register_buffer("obs_mean", torch.zeros(self.layout.flat_dim))
+        self.register_buffer("obs_std", torch.ones(self.layout.flat_dim))
+        self.trunk = Trunk(self.layout, hiddens=cfg["trunk_hiddens"], lstm_hidden=cfg["lstm_hidden"],
+                           static_hidden=cfg["static_hidden"], dropout=cfg["lstm_dropout"])
+        self.experts = ExpertHeads(self.num_policies, self.trunk.out_dim, cfg["expert_hiddens"])
+        self.balancer = BalancingRepresentation(self.experts.out_dim, cfg["br_dim"])
+        head_in = self.balancer.out_dim if self.bc_through_balancer else self.experts.out_dim
+        self.expert_action_head = BatchedLinear(self.num_policies, head_in, self.action_dim)
+        self.adversary = mlp(cfg["br_dim"], cfg["adversary_hiddens"], self.num_policies)
+        self.actor = Actor(cfg["br_dim"], cfg["actor_hiddens"], self.action_dim, low_t, high_t)
+        self.critic = TwinCritic(cfg["br_dim"] + self.action_dim, cfg["critic_hiddens"],
+                                 int(cfg["num_decomposed"]))
+        if bounded:
+            self.register_buffer("action_low", low_t.clone())
+            self.register_buffer("action_high", high_t.clone())
+        if not self.inference_only:
+            self.make_target_networks()
+
+    # -- TargetNetworkAPI / InferenceOnlyAPI -------------------------------------------------
+
+    def make_target_networks(self) -> None:
+        self.target_actor = make_target_network(self.actor)
+        self.target_critic = make_target_network(self.critic)
+
+    def get_target_network_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.actor, self.target_actor), (self.critic, self.target_critic)]
+
+    def forward_target(self, batch: dict[str, Any], noise: Any = None) -> dict[str, Any]:
+        """Target-actor action (through ``noise`` when given) and target twin Q [B, 2] at
+        ``batch[BR_NEXT_OBS]`` ([B, br])."""
+        b = batch[BR_NEXT_OBS]
+        a = self.target_actor(b)
+        if noise is not None:
+            a = noise(a)
+        q, _ = self.target_critic(torch.cat([b, a], -1), with_weights=False)
+        return {Columns.ACTIONS: a, "q": q}
+
+    def get_non_inference_attributes(self) -> list[str]:
+        # The critic stays: it picks the "best" arm and explains recommendations (spec §5).
+        return ["adversary", "target_actor", "target_critic"]
+
+    # -- the parts ----------------------------------------------------------------------------
+
+    def normalize(self, obs: Any) -> torch.Tensor:
+        """Raw (flat or dict) observations → the normalised flat vector the trunk reads."""
+        if isinstance(obs, dict):
+            t = obs["temporal"]
+            obs = torch.cat([t.reshape(t.shape[0], -1), obs["static"]], dim=-1)
+        return (obs.float() - self.obs_mean) / self.obs_std
+
+    def set_normalization(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def representations(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """``b_k(s)`` [B, K, br] and ``â_k(s)`` [B, K, d_a] for every arm k."""
+        h = self.experts(self.trunk(self.normalize(obs)))
+        b = self.balancer(h)
+        a_hat = self.expert_action_head(b if self.bc_through_balancer else h)
+        if hasattr(self, "action_low"):
+            center = (self.action_high + self.action_low) / 2
+            a_hat = center + (self.action_high - self.action_low) / 2 * torch.tanh(a_hat)
+        return b, a_hat
+
+    @contextlib.contextmanager
+    def frozen_representations(self):
+        """Experts and BR in eval mode, without gradients (phase 2 and inference)."""
+        parts = (self.trunk, self.experts, self.balancer, self.expert_action_head)
+        modes = [p.training for p in parts]
+        for p in parts:
+            p.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            for p, m in zip(parts, modes):
+                p.train(m)
+
+    def adversary_logits(self, b: torch.Tensor) -> torch.Tensor:
+        """``G(GRL(b))``: logits [B, K, K] of which arm each ``b_k`` came from."""
+        return self.adversary(grad_reverse(b, self.grl_lambda))
+
+    # -- forwards -----------------------------------------------------------------------------
+
+    def _forward_train(self, batch: dict[str, Any], phase: int = 1, **kwargs) -> dict[str, Any]:
+        if phase == 1:
+            b, a_hat = self.representations(batch[Columns.OBS])
+            out = {BR_OBS: b, EXPERT_ACTION_PREDS: a_hat}
+            if self.num_policies > 1:
+                out[ADVERSARY_LOGITS] = self.adversary_logits(b)
+            return out
+        if BR_OBS in batch:  # phase-2 cache (see FastQTorchLearner.build_phase2_cache)
+            return {k: batch[k] for k in (BR_OBS, BR_NEXT_OBS, EXPERT_ACTION_PREDS)}
+        with self.frozen_representations():
+            b, a_hat = self.representations(batch[Columns.OBS])
+            b_next, _ = self.representations(batch[Columns.NEXT_OBS])
+        rows = torch.arange(b_next.shape[0], device=b_next.device)
+        b_next = b_next[rows, batch[schema.POLICY_ID].long()]
+        return {BR_OBS: b, BR_NEXT_OBS: b_next, EXPERT_ACTION_PREDS: a_hat}
+
+    def _arm_actions(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actor actions ``pi(b_k(s))`` [B, K, d_a] and ``b_k(s)`` for every arm."""
+        with self.frozen_representations():
+            b, _ = self.representations(obs)
+        return self.actor(b), b
+
+    def choose_arms(self, obs: Any, policy_id: Any = None) -> dict[str, torch.Tensor]:
+        """Spec §5: act as the named arm, the configured default arm, or the ``"best"`` arm.
+
+        ``policy_id``: None (use ``default_policy``), an int, ``"best"``, or a tensor [B] whose
+        entries are arm ids or -1 for "best". Returns actions [B, d_a], the chosen arm [B],
+        the chosen representation [B, br] and every arm's Q1 [B, K].
+        """
+        actions, b = self._arm_actions(obs)
+        bsz, k, _ = actions.shape
+        q_all = self.critic(torch.cat([b, actions], -1).reshape(bsz * k, -1),
+                            with_weights=False)[0][:, 0].reshape(bsz, k)
+        if policy_id is None:
+            policy_id = self.default_policy
+        if isinstance(policy_id, str):
+            if policy_id != "best":
+                raise ValueError(f"policy_id: expected an arm in [0, {k}) or 'best', got {policy_id!r}.")
+            arm = q_all.argmax(-1)
+        else:
+            arm = torch.as_tensor(policy_id, device=q_all.device).long().reshape(-1).expand(bsz).clone()
+            bad = (arm >= k) | (arm < -1)
+            if bad.any():
+                raise ValueError(f"policy_id: expected an arm in [0, {k}) or 'best', got "
+                                 f"{arm[bad][0].item()}.")
+            best = arm == -1
+            arm[best] = q_all.argmax(-1)[best]
+        idx = torch.arange(bsz, device=arm.device)
+        return {Columns.ACTIONS: actions[idx, arm], schema.POLICY_ID: arm, BR_OBS: b[idx, arm],
+                "q_all_arms": q_all}
+
+    def _forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        with torch.no_grad():
+            out = self.choose_arms(batch[Columns.OBS], batch.get(schema.POLICY_ID))
+        return {Columns.ACTIONS: out[Columns.ACTIONS], schema.POLICY_ID: out[schema.POLICY_ID]}
+
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        # Offline algorithm: env runners only evaluate, so exploration acts greedily too.
+        return self._forward_inference(batch, **kwargs)
+
+    def explain(self, obs: Any, policy_id: Any = None) -> dict[str, torch.Tensor]:
+        """Q and its decomposition ``w_j * Q`` per named reward component (spec §5).
+
+        Returns ``actions``, ``policy_id``, ``q`` [B] (twin 1) and ``components``: a dict
+        name → [B], one per decomposed component plus ``"residual"``; they sum to ``q``.
+        """
+        with torch.no_grad():
+            out = self.choose_arms(obs, policy_id)
+            q, w = self.critic(torch.cat([out[BR_OBS], out[Columns.ACTIONS]], -1))
+        q1, w1 = q[:, 0], w[:, 0]
+        names = self.decomposed_names + ["residual"]
+        return {
+            "actions": out[Columns.ACTIONS],
+            "policy_id": out[schema.POLICY_ID],
+            "q": q1,
+            "components": {n: w1[:, j] * q1 for j, n in enumerate(names)},
+        }

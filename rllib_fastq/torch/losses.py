@@ -1,0 +1,87 @@
+"""FAST-Q's losses (spec §4), one function each, on plain tensors.
+
+Shapes: B batch, K arms, d action width, D decomposed reward components.
+Optional ``weights`` [B] reweight rows (mean 1); None means uniform.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+def _wmean(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    return x.mean() if weights is None else (x * weights).sum() / weights.sum()
+
+
+def expert_loss(a_hat: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Behaviour cloning of every arm where its action is known.
+
+        L_expert = Σ_k  Σ_i m_ik w_i ||â_k(s_i) − target_ik||² / d  /  Σ_i m_ik w_i
+
+    ``target_ik`` is ``expert_actions[i, k]`` or, for k = policy_id_i, the logged action.
+    Returns the total and the per-arm terms [K] (zero for an arm with no known row).
+    """
+    w = mask.float() if weights is None else mask.float() * weights[:, None]
+    sq = (a_hat - targets).pow(2).mean(-1)  # [B, K]
+    per_arm = (sq * w).sum(0) / w.sum(0).clamp_min(1e-8)
+    return per_arm.sum(), per_arm
+
+
+def adversary_loss(logits: torch.Tensor, labels: torch.Tensor,
+                   weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of the adversary on every expert's balanced representation.
+
+        L_adv = Σ_k  mean_i CE(G(GRL(b_k(s_i))), label_ik)
+
+    ``logits`` [B, K, K] are logits (spec §6: not a sigmoid). Minimised by the classifier;
+    the GRL makes trunk, experts and BR maximise it, scaled by λ. Returns the loss and the
+    classifier accuracy.
+    """
+    b, k, _ = logits.shape
+    ce = F.cross_entropy(logits.reshape(b * k, k), labels.reshape(b * k), reduction="none").reshape(b, k)
+    acc = (logits.argmax(-1) == labels).float().mean()
+    return _wmean(ce, weights) * k, acc
+
+
+def td_target(rewards: torch.Tensor, terminateds: torch.Tensor, q_next: torch.Tensor,
+              gamma: float) -> torch.Tensor:
+    """y = r + γ (1 − terminated) · min(Q1', Q2')(s'_b, clip(π'(s'_b) + ε)); ``q_next`` [B, 2]."""
+    return rewards + gamma * (1.0 - terminateds) * q_next.min(dim=-1).values
+
+
+def td_loss(q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """L_TD = MSE(Q1(s_b, a), y) + MSE(Q2(s_b, a), y); ``q`` [B, 2], ``y`` [B] (no gradient)."""
+    return (q - y.detach()[:, None]).pow(2).mean(0).sum()
+
+
+def decomposition_loss(q: torch.Tensor, w: torch.Tensor, components: torch.Tensor,
+                       detach_q: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each twin's share ``w_i[j] · Q_i`` regresses on reward component ``r_j``.
+
+        L_dec = Σ_i Σ_j MSE(w_i[j] · Q_i, r_j)    over twins i and decomposed components j
+
+    ``q`` [B, 2], ``w`` [B, 2, D + 1] (the last slot is the residual, not regressed),
+    ``components`` [B, D]. ``detach_q``: the decomposition explains without shaping Q.
+    Returns the total and the per-component terms [D].
+    """
+    d = components.shape[-1]
+    q_ = q.detach() if detach_q else q
+    share = w[..., :d] * q_[..., None]  # [B, 2, D]
+    per_component = (share - components[:, None, :]).pow(2).mean(0).sum(0)
+    return per_component.sum(), per_component
+
+
+def actor_loss(q_pi: torch.Tensor, pi: torch.Tensor, target: torch.Tensor,
+               alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """TD3+BC's actor loss towards the logged or the counterfactual action.
+
+        λ       = α / mean|Q1(s*, π(s*))|   (detached)
+        L_actor = −λ · mean Q1(s*, π(s*)) + MSE(π(s*), target)
+
+    ``q_pi`` [B] must carry gradient to the actor only (critic weights detached).
+    Returns the loss and λ.
+    """
+    lam = alpha / q_pi.abs().mean().detach().clamp_min(1e-8)
+    return -lam * q_pi.mean() + F.mse_loss(pi, target), lam

@@ -1,0 +1,207 @@
+"""The building blocks of FAST-Q's networks (spec §3): trunks, batched heads, GRL, twin critic."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from rllib_fastq.data.schema import ObsLayout
+
+
+class GradientReversal(torch.autograd.Function):
+    """Identity forward; gradient multiplied by ``-lambda`` backward (Ganin & Lempitsky 2015)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lam: float) -> torch.Tensor:  # noqa: D102
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: D102
+        return -ctx.lam * grad, None
+
+
+def grad_reverse(x: torch.Tensor, lam: float) -> torch.Tensor:
+    """``x`` forward, ``-lam * dL/dx`` backward."""
+    return GradientReversal.apply(x, lam)
+
+
+class BatchedLinear(nn.Module):
+    """``G`` independent linear layers evaluated in one batched matmul.
+
+    Input ``[B, in]`` (shared by all groups) or ``[B, G, in]``; output ``[B, G, out]``.
+    Used for the K expert heads and for the fused twin critic: one kernel instead of a loop.
+    ``detach_params=True`` uses the weights without letting gradients reach them (the actor's
+    ``Q(s, pi(s))`` must not train the critic).
+    """
+
+    def __init__(self, groups: int, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(groups, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(groups, out_features))
+        bound = 1.0 / math.sqrt(in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        w, b = (self.weight.detach(), self.bias.detach()) if detach_params else (self.weight, self.bias)
+        if x.dim() == 2:
+            return torch.einsum("bi,gio->bgo", x, w) + b
+        return torch.einsum("bgi,gio->bgo", x, w) + b
+
+
+def mlp(in_dim: int, hiddens: Sequence[int], out_dim: int | None = None,
+        activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    """Linear/activation stack; a final linear to ``out_dim`` when given."""
+    layers: list[nn.Module] = []
+    for h in hiddens:
+        layers += [nn.Linear(in_dim, h), activation()]
+        in_dim = h
+    if out_dim is not None:
+        layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class VariationalLSTM(nn.Module):
+    """One-layer LSTM with variational dropout: one mask per sequence on inputs and hidden state.
+
+    At inference (``eval()`` or ``dropout == 0``) it runs cuDNN/oneDNN's fused ``nn.LSTM``;
+    in training with dropout it unrolls over time, because per-sequence hidden-state masks
+    cannot be applied inside the fused kernel. Returns the last hidden state ``[B, H]``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, dropout: float):
+        super().__init__()
+        self.lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.dropout == 0.0:
+            return self.lstm(x)[1][0][-1]
+        keep = 1.0 - self.dropout
+        b, t, f = x.shape
+        hsz = self.lstm.hidden_size
+        in_mask = torch.bernoulli(x.new_full((b, 1, f), keep)) / keep
+        h_mask = torch.bernoulli(x.new_full((b, hsz), keep)) / keep
+        x = x * in_mask
+        w_ih, w_hh = self.lstm.weight_ih_l0, self.lstm.weight_hh_l0
+        bias = self.lstm.bias_ih_l0 + self.lstm.bias_hh_l0
+        gates_x = F.linear(x, w_ih, bias)  # all time steps at once: only h @ w_hh is sequential
+        h = x.new_zeros(b, hsz)
+        c = x.new_zeros(b, hsz)
+        for step in range(t):
+            gates = gates_x[:, step] + F.linear(h * h_mask, w_hh)
+            i, f_, g, o = gates.chunk(4, dim=1)
+            c = torch.sigmoid(f_) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+        return h
+
+
+class Trunk(nn.Module):
+    """State encoder: an MLP over a flat observation, or LSTM(temporal) ⊕ MLP(static).
+
+    Takes the flat stored observation (``schema.flatten_obs``), already normalised.
+    """
+
+    def __init__(self, layout: ObsLayout, *, hiddens: Sequence[int], lstm_hidden: int,
+                 static_hidden: int, dropout: float):
+        super().__init__()
+        self.layout = layout
+        if layout.temporal is None:
+            self.mlp = mlp(layout.static, hiddens) if hiddens else nn.Identity()
+            self.out_dim = hiddens[-1] if hiddens else layout.static
+        else:
+            _, features = layout.temporal
+            self.lstm = VariationalLSTM(features, lstm_hidden, dropout)
+            self.static_mlp = mlp(layout.static, [static_hidden])
+            self.out_dim = lstm_hidden + static_hidden
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.layout.temporal is None:
+            return self.mlp(obs)
+        t, f = self.layout.temporal
+        temporal = obs[:, : t * f].reshape(-1, t, f)
+        static = obs[:, t * f:]
+        return torch.cat([self.lstm(temporal), self.static_mlp(static)], dim=-1)
+
+
+class ExpertHeads(nn.Module):
+    """K policy experts on the trunk: hidden ``h_k`` (Linear-ReLU stack, BatchNorm) per arm."""
+
+    def __init__(self, num_policies: int, in_dim: int, hiddens: Sequence[int]):
+        super().__init__()
+        self.num_policies = num_policies
+        dims = [in_dim, *hiddens]
+        self.layers = nn.ModuleList(BatchedLinear(num_policies, a, b) for a, b in zip(dims, dims[1:]))
+        self.norm = nn.BatchNorm1d(num_policies * dims[-1])
+        self.out_dim = dims[-1]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``z [B, in]`` → ``h [B, K, hidden]``."""
+        h = z
+        for layer in self.layers:
+            h = F.relu(layer(h))
+        b, k, d = h.shape
+        return self.norm(h.reshape(b, k * d)).reshape(b, k, d)
+
+
+class BalancingRepresentation(nn.Module):
+    """The BR layer shared by all experts: ``b_k = BatchNorm(ELU(Linear(h_k)))``."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim)
+        self.norm = nn.BatchNorm1d(out_dim)
+        self.out_dim = out_dim
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """``h [B, K, in]`` → ``b [B, K, out]`` (BatchNorm statistics pooled over arms)."""
+        b, k, _ = h.shape
+        out = F.elu(self.linear(h)).reshape(b * k, -1)
+        return self.norm(out).reshape(b, k, -1)
+
+
+class TwinCritic(nn.Module):
+    """Twin Q networks on ``concat(b, a)``, fused into one batched MLP.
+
+    Each twin has a scalar head ``Q`` and a decomposition head ``w = softmax(Linear(z))`` with
+    ``num_decomposed + 1`` slots (the last one is the residual), both on the last hidden ``z``.
+    """
+
+    def __init__(self, in_dim: int, hiddens: Sequence[int], num_decomposed: int):
+        super().__init__()
+        dims = [in_dim, *hiddens]
+        self.layers = nn.ModuleList(BatchedLinear(2, a, b) for a, b in zip(dims, dims[1:]))
+        self.q_head = BatchedLinear(2, dims[-1], 1)
+        self.w_head = BatchedLinear(2, dims[-1], num_decomposed + 1)
+
+    def forward(self, x: torch.Tensor, *, detach_params: bool = False,
+                with_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x [B, in]`` → ``q [B, 2]`` and ``w [B, 2, D + 1]`` (None unless ``with_weights``)."""
+        z = x
+        for layer in self.layers:
+            z = F.relu(layer(z, detach_params))
+        q = self.q_head(z, detach_params).squeeze(-1)
+        w = torch.softmax(self.w_head(z, detach_params), dim=-1) if with_weights else None
+        return q, w
+
+
+class Actor(nn.Module):
+    """Deterministic policy on the balanced representation; tanh scaled to the action bounds."""
+
+    def __init__(self, in_dim: int, hiddens: Sequence[int], action_dim: int,
+                 low: torch.Tensor | None, high: torch.Tensor | None):
+        super().__init__()
+        self.net = mlp(in_dim, hiddens, action_dim)
+        self.bounded = low is not None
+        if self.bounded:
+            self.register_buffer("scale", (high - low) / 2.0)
+            self.register_buffer("center", (high + low) / 2.0)
+
+    def forward(self, b: torch.Tensor) -> torch.Tensor:
+        out = self.net(b)
+        return self.center + self.scale * torch.tanh(out) if self.bounded else out
