@@ -47,14 +47,16 @@ def expand_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list
         elif os.path.isfile(p):
             files.append(p)
         else:
-            raise FileNotFoundError(f"input_: {p} does not exist (expected a parquet/JSON file or a directory).")
+            raise FileNotFoundError(
+                f"input_: {p} does not exist (expected a parquet/JSON file or a directory).")
     return files
 
 
 def _list_column_to_array(col: pa.ChunkedArray, name: str, source: str) -> np.ndarray:
     """A list<number> column as a 2-D array; a scalar column as a 1-D array."""
     col = col.combine_chunks()
-    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type):
+    t = col.type
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         if col.null_count:
             raise ValueError(f"{source}: column '{name}' has {col.null_count} null rows; fill or drop them.")
         inner = col.flatten()
@@ -148,7 +150,8 @@ def _read_one(path: str) -> pa.Table:
             return table
         return pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as e:
-        raise ValueError(f"{path}: cannot be read as {'JSON lines' if path.endswith(_JSON_SUFFIXES) else 'parquet'}: {e}") from e
+        kind = "JSON lines" if path.endswith(_JSON_SUFFIXES) else "parquet"
+        raise ValueError(f"{path}: cannot be read as {kind}: {e}") from e
 
 
 def read_transitions(

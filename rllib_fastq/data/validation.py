@@ -38,7 +38,8 @@ def validate_transitions(
             bad = int((~np.isfinite(value)).reshape(n, -1).any(axis=1).sum())
             _fail(tr, name, "finite numbers", f"NaN or inf in {bad} row(s)")
     if tr.new_obs.shape[1:] != tr.obs.shape[1:]:
-        _fail(tr, schema.NEW_OBS, f"width {tr.obs.shape[1]} (as '{schema.OBS}')", f"width {tr.new_obs.shape[1]}")
+        _fail(tr, schema.NEW_OBS, f"width {tr.obs.shape[1]} (as '{schema.OBS}')",
+              f"width {tr.new_obs.shape[1]}")
     layout = tr.meta.obs_layout
     if obs_dim is None and layout is not None:
         obs_dim = layout.flat_dim
