@@ -116,6 +116,11 @@ def logged_arm_stats(tr: Transitions) -> dict[str, Any]:
     return out
 
 
+def _mean_episode_return(tr: Transitions) -> float:
+    _, ep_index = np.unique(tr.eps_id, return_inverse=True)
+    return float(np.bincount(ep_index, weights=tr.rewards).mean())
+
+
 def online_values(config: PlayerPlatformConfig, num_episodes: int, seed: int) -> dict[str, Any]:
     """True values (online) of each arm, the per-segment oracle and the per-player policy.
 
@@ -194,7 +199,7 @@ def generate_player_platform_dataset(
         raise FileExistsError(f"{existing[0]} exists; pass --overwrite (overwrite=True) to replace it.")
     os.makedirs(out, exist_ok=True)
 
-    files, logged = {}, {}
+    files, logged, mixtures = {}, {}, {}
     gen_time, gen_rows = 0.0, 0
     for split, (n_ep, s) in splits.items():
         if n_ep < 1:
@@ -209,6 +214,7 @@ def generate_player_platform_dataset(
         files[split] = {"path": os.path.basename(path), "episodes": n_ep, "seed": s, "transitions": len(tr),
                         "bytes": os.path.getsize(path)}
         logged[split] = logged_arm_stats(tr)
+        mixtures[split] = tr
 
     card = {
         "name": "player-platform",
@@ -220,6 +226,8 @@ def generate_player_platform_dataset(
         "arm_names": list(ARM_NAMES[:config.num_arms]),
         "files": files,
         "logged_by_arm": logged,
+        # Value of the logging behaviour as a whole (routing + arms): what the data's author got.
+        "logged_mixture_return": {split: _mean_episode_return(p) for split, p in mixtures.items()},
         "online": online_values(config, eval_episodes, seed),
         "generation": {"transitions": gen_rows, "seconds": gen_time,
                        "transitions_per_s": gen_rows / max(gen_time, 1e-9)},
@@ -255,6 +263,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         comps = " | ".join(f"{v:.2f}" if v is not None else "-" for v in s["components"].values())
         ret = f"{s['mean_return']:.2f}" if s["mean_return"] is not None else "-"
         lines.append(f"| {name} | {s['episodes']} | {s['transitions']} | {ret} | {comps} |")
+    lines += ["", f"Logging behaviour as a whole (routing + arms), mean return: "
+              f"{card['logged_mixture_return']['train']:.2f}."]
     lines += ["", f"## True values online ({on['num_episodes']} fresh players each, mean ± s.e.)", "",
               "| policy | mean return | " + comp_header,
               "|---" * (2 + len(card["reward_component_names"])) + "|"]
@@ -264,6 +274,12 @@ def card_markdown(card: dict[str, Any]) -> str:
     for name, v in rows:
         comps = " | ".join(f"{x:.2f}" for x in v["components"].values())
         lines.append(f"| {name} | {v['mean_return']:.2f} ± {v['sem_return']:.2f} | {comps} |")
+    seg_names = list(next(iter(on["arms"].values()))["segment_returns"])
+    lines += ["", "Mean return per observed segment (no arm is best for every kind of player):", "",
+              "| policy | " + " | ".join(seg_names) + " |", "|---" * (1 + len(seg_names)) + "|"]
+    for name, v in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{v['segment_returns'].get(g, float('nan')):.2f}"
+                                                  for g in seg_names) + " |")
     seg, pp = on["segment_oracle"], on["per_player_policy"]
     lines += ["", f"Best single arm: **{on['best_arm']}** ({on['best_arm_return']:.2f}). "
               f"Per-segment oracle margin over it: **{100 * seg['margin_over_best_arm']:+.1f} %** "
