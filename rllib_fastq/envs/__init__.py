@@ -1,6 +1,8 @@
 """Simulators: the multi-policy player platform and its logging arms.
 
-Importing this package registers ``rllib_fastq/PlayerPlatform-v0`` with gymnasium.
+Importing this package registers ``rllib_fastq/PlayerPlatform-v0`` with gymnasium. In a fresh
+process that has not imported it (e.g. a Ray worker), ``gym.make`` can import it on the way:
+``gym.make("rllib_fastq.envs:rllib_fastq/PlayerPlatform-v0", **env_config)``.
 """
 
 from __future__ import annotations
