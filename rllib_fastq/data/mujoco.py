@@ -17,10 +17,9 @@ D4RL/Minari downloads are unavailable, so we train the behaviour policies oursel
 
 Training checkpoints every ``--checkpoint-every`` env steps (at the next episode end) into
 ``checkpoints/``: ``state.pt`` (learner, optimisers, RNGs, eval history), append-only replay
-segments and actor snapshots. **Rerunning the same command resumes from the checkpoint**; a
-finished environment is skipped, and its datasets are (re)written only if missing::
-
-    PYTHONPATH=/work/main python -m rllib_fastq.data.mujoco --out /work/main/offline_data/mujoco
+segments and actor snapshots. **Rerunning the same command resumes from the checkpoint**
+(``python -m rllib_fastq.cli data mujoco`` from the repo root); a finished environment is
+skipped, and its datasets are (re)written only if missing (or ``--overwrite``).
 """
 
 from __future__ import annotations
@@ -66,7 +65,7 @@ def train(env_id: str, out_dir: str, steps: int, **kwargs: Any) -> dict[str, Any
 
 
 def select_policies(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The eval records behind each behaviour policy: medium, high, quarter, half (None = random).
+    """The eval records behind the behaviour policies medium, high, quarter and half.
 
     ``quarter``/``half`` are the first snapshots reaching 1/4 and 1/2 of medium's normalised
     score (strictly increasing quality towards medium and best).
@@ -190,11 +189,8 @@ def head(tr: Transitions, n: int, policy_id: int) -> Transitions:
 def _sha256(path: str) -> str:
     import hashlib
 
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -202,12 +198,11 @@ def _versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for pkg in ("rllib-fastq", "numpy", "torch", "gymnasium", "mujoco", "pyarrow"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
+    for pkg in ("numpy", "torch", "gymnasium", "mujoco", "pyarrow"):
+        out[pkg] = metadata.version(pkg)
+    from rllib_fastq import __version__
+
+    return {**out, "rllib_fastq": __version__}
 
 
 def write_parquet(tr: Transitions, path: str) -> str:
@@ -282,7 +277,7 @@ def make_datasets(env_id: str, out_dir: str, *, transitions: int | None = None,
     def summary(rets: list[float]) -> dict[str, Any]:
         m = float(np.mean(rets)) if rets else float("nan")
         return {"return_mean": m, "return_std": float(np.std(rets)) if rets else float("nan"),
-                "episodes": len(rets), "normalized": normalized_score(env_id, m) if rets else None}
+                "episodes": len(rets), "normalized": normalized_score(env_id, m)}
 
     policies: dict[str, Any] = {"random": {"step": 0, **summary(random_rets)}}
     for name in order[1:]:
@@ -300,7 +295,14 @@ def make_datasets(env_id: str, out_dir: str, *, transitions: int | None = None,
         "reference_returns": {"d4rl_random": lo, "d4rl_expert": hi,
                               "measured_random": summary(random_rets)["return_mean"]},
         "policies": policies, "datasets": {},
-        "resume": "PYTHONPATH=. python -m rllib_fastq.data.mujoco --env " + env_id,
+        "behaviour": "stochastic SAC policies (sampled actions, as D4RL); eval_* = deterministic",
+        "dataset_notes": {
+            "medium-replay": f"replay buffer steps [0, {picks['medium']['step']}), whole episodes, "
+                             f"subsampled by episode to <= {transitions} rows; obs stored float16",
+            "medium-high": "first half of medium (policy_id 0) + first half of high (policy_id 1)",
+            "multi-policy": "equal shares; a cut last episode is marked truncated",
+        },
+        "resume": f"python -m rllib_fastq.cli data mujoco --env {env_id}  (from the repo root)",
     }
     for name, (tr, names) in datasets.items():
         tr.meta = schema.DatasetMeta(
@@ -341,7 +343,8 @@ def _write_readme(root: str, card: dict[str, Any]) -> None:
         f.write("\n".join(lines))
 
 
-def _add_cli(parser: argparse.ArgumentParser) -> None:
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``fastq data mujoco``."""
     parser.add_argument("--env", action="append", choices=ENVS, default=None,
                         help="environment(s), trained one after another (default: all three)")
     parser.add_argument("--out", default="offline_data/mujoco", help="output root directory")
@@ -355,11 +358,6 @@ def _add_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--overwrite", action="store_true", help="rewrite existing datasets")
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``fastq data mujoco``."""
-    _add_cli(parser)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -397,22 +395,17 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def _forwarded(args: argparse.Namespace) -> list[str]:
-    out = ["--out", os.path.abspath(args.out), "--seed", str(args.seed),
-           "--checkpoint-every", str(args.checkpoint_every),
-           "--eval-episodes", str(args.eval_episodes), "--threads", str(args.threads)]
-    if args.steps:
-        out += ["--steps", str(args.steps)]
-    if args.transitions:
-        out += ["--transitions", str(args.transitions)]
-    if args.overwrite:
-        out.append("--overwrite")
+    out = ["--out", os.path.abspath(args.out), "--overwrite"][: 3 if args.overwrite else 2]
+    for name in ("seed", "checkpoint_every", "eval_episodes", "threads", "steps", "transitions"):
+        if getattr(args, name) is not None:
+            out += ["--" + name.replace("_", "-"), str(getattr(args, name))]
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m rllib_fastq.data.mujoco`` (same arguments as ``fastq data mujoco``)."""
     parser = argparse.ArgumentParser(prog="python -m rllib_fastq.data.mujoco", description=__doc__)
-    _add_cli(parser)
+    add_cli_arguments(parser)
     return run_cli(parser.parse_args(argv))
 
 
