@@ -41,8 +41,9 @@ from rllib_fastq.evaluation.scores import normalized_score, reference_returns
 ENVS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")
 DEFAULT_STEPS = {"HalfCheetah-v5": 200_000, "Hopper-v5": 300_000, "Walker2d-v5": 300_000}
 DATASETS = ("medium", "medium-replay", "high", "medium-high", "multi-policy")
-#: Rows per dataset: 100k, fewer where wide rows would push one file past ~10 MiB (repo budget).
-DEFAULT_TRANSITIONS = {"HalfCheetah-v5": 65_000, "Hopper-v5": 100_000, "Walker2d-v5": 65_000}
+#: Rows per dataset: ~8 MiB per file (MuJoCo floats barely compress), so that all datasets plus
+#: the resumable checkpoints of the three envs stay within the repo's ~150 MiB budget.
+DEFAULT_TRANSITIONS = {"HalfCheetah-v5": 50_000, "Hopper-v5": 75_000, "Walker2d-v5": 50_000}
 
 
 def checkpoint_dir(out_dir: str, env_id: str) -> str:
@@ -302,7 +303,7 @@ def make_datasets(env_id: str, out_dir: str, *, transitions: int | None = None,
             "medium-high": "first half of medium (policy_id 0) + first half of high (policy_id 1)",
             "multi-policy": "equal shares; a cut last episode is marked truncated",
         },
-        "resume": f"python -m rllib_fastq.cli data mujoco --env {env_id}  (from the repo root)",
+        "resume": f"python -m rllib_fastq.cli data mujoco --env {env_id}",
     }
     for name, (tr, names) in datasets.items():
         tr.meta = schema.DatasetMeta(
@@ -326,9 +327,11 @@ def _write_readme(root: str, card: dict[str, Any]) -> None:
         f"# {card['env_id']} offline datasets (D4RL-style, made here)", "",
         f"SAC behaviour policies trained for {card['training']['steps']} env steps, seed {card['seed']}; "
         f"versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}.",
-        f"Normalised score = 100 (R - {ref['d4rl_random']:.1f}) / ({ref['d4rl_expert']:.1f} - "
-        f"{ref['d4rl_random']:.1f}) (D4RL references); our measured random return: "
-        f"{ref['measured_random']:.1f}. \"high\" is the best policy we reached, not D4RL's expert.", "",
+        f"Normalised score = 100 (R - R_random) / (R_expert - R_random) with D4RL's R_random = "
+        f"{ref['d4rl_random']:.1f}, R_expert = {ref['d4rl_expert']:.1f}; our measured random return: "
+        f"{ref['measured_random']:.1f}. \"high\" is the best policy we reached, not D4RL's expert"
+        + ("; no policy reached 1/3 of expert, so medium = high." if card["medium_is_fallback"] else "."),
+        "Behaviour returns are of the stochastic policies that made the data.", "",
         "| policy | step | behaviour return | normalised |", "|---|---|---|---|",
     ]
     for name, p in card["policies"].items():
@@ -338,7 +341,9 @@ def _write_readme(root: str, card: dict[str, Any]) -> None:
     for d in card["datasets"].values():
         ids = ", ".join(f"{i}: {n}" for i, n in enumerate(d["policy_names"]))
         lines.append(f"| {d['file']} | {d['rows']} | {d['episodes']} | {ids} | `{d['sha256'][:16]}…` |")
-    lines += ["", f"Regenerate / resume: `{card['resume']}` (rerunning resumes from `checkpoints/`).", ""]
+    lines += [""] + [f"- {k}: {v}" for k, v in card["dataset_notes"].items()]
+    lines += ["", f"Regenerate / resume (from the repo root): `{card['resume']}`; rerunning resumes "
+              "training from `checkpoints/`, and `--stage datasets --overwrite` rewrites the data.", ""]
     with open(os.path.join(root, "README.md"), "w") as f:
         f.write("\n".join(lines))
 
