@@ -99,6 +99,10 @@ def trained(tmp_path_factory):
                          log=lambda m: None)
     first = {"step": first["step"], "updates": first["sac"]["updates"],
              "evals": [e["step"] for e in first["evals"]]}
+    replay = os.path.join(mujoco.checkpoint_dir(out, ENV), "replay")
+    orphan = os.path.join(replay, f"seg_{first['step']:09d}_{first['step'] + 7:09d}.npz")
+    with open(orphan, "wb"):  # as if killed after writing a segment, before state.pt
+        pass
     rc = mujoco.main(["--env", ENV, "--stage", "train", "--out", out, "--steps", "500",
                       "--checkpoint-every", "150", "--eval-episodes", "1"])
     assert rc == 0
@@ -117,6 +121,7 @@ def test_resume_continues_the_step_counter(trained):
     assert state["sac"]["updates"] == state["step"] - 100 + 1 > first["updates"]
     segs = sorted(glob.glob(os.path.join(mujoco.checkpoint_dir(out, ENV), "replay", "seg_*.npz")))
     assert os.path.basename(segs[-1]).endswith(f"_{state['step']:09d}.npz")
+    assert not any(s.endswith(f"_{first['step'] + 7:09d}.npz") for s in segs), "orphan kept"
 
 
 @pytest.mark.parametrize("name", mujoco.DATASETS)

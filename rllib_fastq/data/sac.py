@@ -347,6 +347,11 @@ def train(env_id: str, ckpt: str, steps: int, *, seed: int = 0, checkpoint_every
     if state["sac"] is not None:
         agent.load_state_dict(state["sac"])
         rng.bit_generator.state = state["np_rng"]
+        # A run killed between writing a segment and state.pt leaves an orphan segment that
+        # would collide with the one this run writes for the same steps.
+        for path in glob.glob(os.path.join(ckpt, "replay", "seg_*_*.npz")):
+            if int(os.path.basename(path)[4:13]) >= state["step"]:
+                os.remove(path)
         buf.load_segments(os.path.join(ckpt, "replay"), state["step"])
     step, episode, last_ckpt = state["step"], state["episode"], state["step"]
     expert = reference_returns(env_id)[1]
