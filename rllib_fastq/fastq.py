@@ -15,6 +15,7 @@ from ray.rllib.connectors.learner.add_next_observations_from_episodes_to_train_b
     AddNextObservationsFromEpisodesToTrainBatch,
 )
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.utils.checkpoints import Checkpointable
 from ray.rllib.utils.metrics import (
     LEARNER_RESULTS,
     LEARNER_UPDATE_TIMER,
@@ -159,6 +160,9 @@ class FastQConfig(AlgorithmConfig):
         # The actor outputs actions already scaled to the bounds.
         self.normalize_actions = False
         self.clip_actions = True
+        # Streaming path: one pre-learner actor (RLlib's default of two, plus the read tasks,
+        # deadlocks a 2-CPU machine). Raise `concurrency` on a cluster.
+        self.map_batches_kwargs = {"concurrency": 1, "num_cpus": 1}
         # fmt: on
 
     def training(
@@ -333,6 +337,14 @@ class FastQ(Algorithm):
     def setup(self, config: AlgorithmConfig) -> None:
         super().setup(config)
         self.dataset_info = prepare_offline_data(self)
+
+    def restore_from_path(self, path: Any, *args: Any, **kwargs: Any) -> None:
+        """Restore, then sync evaluation env runners (RLlib's version assumes training env
+        runners, which an offline algorithm does not have)."""
+        Checkpointable.restore_from_path(self, path, *args, **kwargs)
+        if self.eval_env_runner_group is not None:
+            self.eval_env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group,
+                                                    inference_only=True, timeout_seconds=None)
 
     def training_step(self) -> ResultDict | None:
         cfg = self.config

@@ -120,6 +120,8 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         gradients = self.compute_gradients(loss_per_module)
         self._allreduce_gradients(gradients)
         self.apply_gradients(self.postprocess_gradients(gradients))
+        if phase == 1:
+            self._average_batchnorm_statistics()
         if actor_step:
             unwrapped = module.unwrapped()
             for main, target in unwrapped.get_target_network_pairs():
@@ -173,6 +175,21 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         for g in grads:
             g.copy_(flat[offset: offset + g.numel()].view_as(g))
             offset += g.numel()
+
+    def _average_batchnorm_statistics(self) -> None:
+        """Learners see different batches: average BatchNorm running statistics so all keep
+        identical state (DDP broadcasts rank 0's buffers for the same reason)."""
+        if self._world_size() == 1:
+            return
+        buffers = [b for name, b in self.module[DEFAULT_MODULE_ID].unwrapped().named_buffers()
+                   if name.endswith(("running_mean", "running_var"))]
+        flat = torch.cat([b.reshape(-1) for b in buffers])
+        dist.all_reduce(flat)
+        flat /= self._world_size()
+        offset = 0
+        for b in buffers:
+            b.copy_(flat[offset: offset + b.numel()].view_as(b))
+            offset += b.numel()
 
     def compute_gradients(self, loss_per_module: dict[str, torch.Tensor], **kwargs: Any) -> dict:
         for optim in self._optimizer_parameters:

@@ -130,8 +130,8 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         return (obs.float() - self.obs_mean) / self.obs_std
 
     def set_normalization(self, mean: np.ndarray, std: np.ndarray) -> None:
-        self.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        self.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+        self.obs_mean.copy_(torch.tensor(np.asarray(mean), dtype=torch.float32))
+        self.obs_std.copy_(torch.tensor(np.asarray(std), dtype=torch.float32))
 
     def representations(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """``b_k(s)`` [B, K, br] and ``â_k(s)`` [B, K, d_a] for every arm k."""

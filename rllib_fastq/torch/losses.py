@@ -11,7 +11,11 @@ from torch.nn import functional as F
 
 
 def _wmean(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    return x.mean() if weights is None else (x * weights).sum() / weights.sum()
+    """Mean of ``x`` [B, ...] with row weights [B]."""
+    if weights is None:
+        return x.mean()
+    w = weights.reshape(-1, *([1] * (x.dim() - 1))).expand_as(x)
+    return (x * w).sum() / w.sum()
 
 
 def expert_loss(a_hat: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
