@@ -14,6 +14,7 @@ from ray.rllib.connectors.common.add_observations_from_episodes_to_batch import 
 from ray.rllib.connectors.learner.add_next_observations_from_episodes_to_train_batch import (
     AddNextObservationsFromEpisodesToTrainBatch,
 )
+from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.checkpoints import Checkpointable
 from ray.rllib.utils.metrics import (
@@ -337,6 +338,17 @@ class FastQ(Algorithm):
     def setup(self, config: AlgorithmConfig) -> None:
         super().setup(config)
         self.dataset_info = prepare_offline_data(self)
+
+    def get_module(self, module_id: str = DEFAULT_MODULE_ID) -> Any:
+        """The trained RLModule (FAST-Q has no training env runners to ask)."""
+        if self.learner_group.is_local:
+            return self.learner_group._learner.module[module_id]
+        if self.eval_env_runner is not None:
+            return self.eval_env_runner.module
+        state = self.learner_group.get_state(components=f"learner/rl_module/{module_id}")
+        module = self.config.get_rl_module_spec(module_id=module_id).build()
+        module.set_state(state["learner"]["rl_module"][module_id])
+        return module
 
     def restore_from_path(self, path: Any, *args: Any, **kwargs: Any) -> None:
         """Restore, then sync evaluation env runners (RLlib's version assumes training env

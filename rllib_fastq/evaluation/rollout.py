@@ -39,7 +39,8 @@ def evaluate_module(module: Any, env: str | gym.Env, *, num_episodes: int = 10, 
                     policy_id: int | str | None = None, env_config: dict | None = None) -> dict[str, Any]:
     """Mean/std undiscounted return of the module's greedy policy over ``num_episodes``.
 
-    When the env reports ``info["reward_components"]``, their per-episode sums are averaged too.
+    When the env reports ``info["reward_components"]``, their per-episode sums are averaged too
+    (``components``). Keys match :func:`rllib_fastq.envs.evaluate_policy`.
     """
     own_env = isinstance(env, str)
     env = gym.make(env, **(env_config or {})) if own_env else env
@@ -62,8 +63,8 @@ def evaluate_module(module: Any, env: str | gym.Env, *, num_episodes: int = 10, 
     finally:
         if own_env:
             env.close()
-    out: dict[str, Any] = {"return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
-                           "episodes": num_episodes}
+    out: dict[str, Any] = {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+                           "num_episodes": num_episodes}
     if comps:
-        out["components_mean"] = np.mean(comps, axis=0).tolist()
+        out["components"] = np.mean(comps, axis=0).tolist()
     return out
