@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pathlib
 from typing import Any
 
 import numpy as np
@@ -346,9 +347,27 @@ class FastQ(Algorithm):
         if self.eval_env_runner is not None:
             return self.eval_env_runner.module
         state = self.learner_group.get_state(components=f"learner/rl_module/{module_id}")
-        module = self.config.get_rl_module_spec(module_id=module_id).build()
+        module = self.module_spec().build()
         module.set_state(state["learner"]["rl_module"][module_id])
         return module
+
+    def module_spec(self, inference_only: bool = False) -> RLModuleSpec:
+        """Spec of this algorithm's RLModule (spaces and model config filled in)."""
+        cfg = self.config
+        return RLModuleSpec(module_class=cfg.rl_module_spec.module_class, observation_space=cfg.observation_space,
+                            action_space=cfg.action_space, model_config=cfg.model_config,
+                            inference_only=inference_only)
+
+    def save_to_path(self, path: Any = None, *, overwrite: bool = False, **kwargs: Any) -> str:
+        """Save a checkpoint; refuses to write over an existing one unless ``overwrite=True``."""
+        if path is not None and not overwrite:
+            existing = pathlib.Path(path) / "rllib_checkpoint.json"
+            if existing.exists():
+                raise FileExistsError(
+                    f"{path} already holds a checkpoint; pass overwrite=True (CLI: --overwrite) to replace it, "
+                    "or choose another directory."
+                )
+        return super().save_to_path(path, **kwargs)
 
     def restore_from_path(self, path: Any, *args: Any, **kwargs: Any) -> None:
         """Restore, then sync evaluation env runners (RLlib's version assumes training env

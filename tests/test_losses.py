@@ -1,0 +1,134 @@
+"""Each loss of spec §4 against a hand computation on a tiny batch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rllib_fastq.torch import losses
+from rllib_fastq.torch.networks import BatchedLinear, TwinCritic, grad_reverse
+
+
+def test_expert_loss_masks_unknown_arms_and_averages_per_arm():
+    a_hat = torch.tensor([[[0.0], [1.0]], [[2.0], [3.0]]])  # B=2, K=2, d=1
+    targets = torch.tensor([[[1.0], [1.0]], [[0.0], [0.0]]])
+    mask = torch.tensor([[True, False], [True, True]])
+    total, per_arm = losses.expert_loss(a_hat, targets, mask)
+    # arm 0: rows 0 and 1 known: ((0-1)^2 + (2-0)^2) / 2 = 2.5; arm 1: row 1 only: 3^2 = 9
+    assert per_arm.tolist() == pytest.approx([2.5, 9.0])
+    assert total.item() == pytest.approx(11.5)
+
+
+def test_expert_loss_row_weights():
+    a_hat = torch.tensor([[[0.0]], [[2.0]]])
+    targets = torch.zeros(2, 1, 1)
+    mask = torch.ones(2, 1, dtype=torch.bool)
+    total, _ = losses.expert_loss(a_hat, targets, mask, weights=torch.tensor([3.0, 1.0]))
+    assert total.item() == pytest.approx((3 * 0 + 1 * 4) / 4)
+
+
+def test_adversary_loss_is_cross_entropy_on_logits_summed_over_experts():
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]])  # B=1, K=2 experts, 2 classes
+    labels = torch.tensor([[0, 1]])
+    loss, acc = losses.adversary_loss(logits, labels)
+    ce0 = -math.log(math.exp(2) / (math.exp(2) + 1))
+    ce1 = -math.log(0.5)
+    assert loss.item() == pytest.approx(ce0 + ce1, rel=1e-5)
+    # expert 0 predicted class 0 (right), expert 1 tie -> argmax 0 (wrong)
+    assert acc.item() == pytest.approx(0.5)
+
+
+def test_gradient_reversal_flips_sign_and_scales_by_lambda():
+    x = torch.tensor([1.0, -2.0], requires_grad=True)
+    y = grad_reverse(x, 0.1)
+    assert torch.equal(y, x)  # identity forward
+    (y * torch.tensor([3.0, 5.0])).sum().backward()
+    assert x.grad.tolist() == pytest.approx([-0.3, -0.5])
+
+
+def test_grl_makes_encoder_maximise_what_the_classifier_minimises():
+    torch.manual_seed(0)
+    enc = torch.nn.Linear(3, 4)
+    clf = torch.nn.Linear(4, 2)
+    x, label = torch.randn(8, 3), torch.randint(2, (8,))
+    lam = 0.5
+    loss = torch.nn.functional.cross_entropy(clf(grad_reverse(enc(x), lam)), label)
+    loss.backward()
+    g_rev = enc.weight.grad.clone()
+    g_clf_rev = clf.weight.grad.clone()
+    enc.zero_grad()
+    clf.zero_grad()
+    torch.nn.functional.cross_entropy(clf(enc(x)), label).backward()
+    assert torch.allclose(g_rev, -lam * enc.weight.grad, atol=1e-6)
+    assert torch.allclose(g_clf_rev, clf.weight.grad, atol=1e-6)  # the classifier is unaffected
+
+
+def test_td_target_masks_bootstrap_on_terminal():
+    r = torch.tensor([1.0, 1.0])
+    term = torch.tensor([0.0, 1.0])
+    q_next = torch.tensor([[5.0, 3.0], [5.0, 3.0]])
+    y = losses.td_target(r, term, q_next, gamma=0.5)
+    assert y.tolist() == pytest.approx([1.0 + 0.5 * 3.0, 1.0])
+
+
+def test_td_loss_sums_both_twins():
+    q = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    y = torch.tensor([0.0, 0.0])
+    loss = losses.td_loss(q, y)
+    assert loss.item() == pytest.approx((1 + 9) / 2 + (4 + 16) / 2)
+
+
+def test_decomposition_loss_per_component_and_residual_slot_ignored():
+    q = torch.tensor([[2.0, 4.0]])
+    w = torch.tensor([[[0.5, 0.25, 0.25], [0.5, 0.5, 0.0]]])  # D=2 + residual
+    comps = torch.tensor([[1.0, 0.0]])
+    total, per = losses.decomposition_loss(q, w, comps)
+    # twin 1: shares 1.0, 0.5 ; twin 2: 2.0, 2.0 -> comp0: (0)^2 + (1)^2 = 1 ; comp1: 0.25 + 4 = 4.25
+    assert per.tolist() == pytest.approx([1.0, 4.25])
+    assert total.item() == pytest.approx(5.25)
+
+
+def test_decomposition_detach_q_keeps_q_out_of_the_gradient():
+    q = torch.tensor([[2.0, 4.0]], requires_grad=True)
+    w = torch.full((1, 2, 2), 0.5, requires_grad=True)
+    comps = torch.tensor([[0.0]])
+    losses.decomposition_loss(q, w, comps, detach_q=True)[0].backward()
+    assert q.grad is None and w.grad is not None
+    q2 = q.detach().clone().requires_grad_(True)
+    losses.decomposition_loss(q2, w, comps, detach_q=False)[0].backward()
+    assert q2.grad.abs().sum() > 0
+
+
+def test_actor_loss_lambda_and_bc_term():
+    q_pi = torch.tensor([2.0, -4.0], requires_grad=True)
+    pi = torch.tensor([[0.5], [0.0]], requires_grad=True)
+    target = torch.tensor([[0.0], [1.0]])
+    loss, lam = losses.actor_loss(q_pi, pi, target, alpha=2.5)
+    assert lam.item() == pytest.approx(2.5 / 3.0)
+    expected = -(2.5 / 3.0) * (-1.0) + (0.25 + 1.0) / 2
+    assert loss.item() == pytest.approx(expected)
+    loss.backward()
+    # higher Q must lower the loss: dL/dQ = -λ / B
+    assert q_pi.grad.tolist() == pytest.approx([-(2.5 / 3.0) / 2] * 2)
+
+
+def test_detached_critic_params_give_the_actor_gradient_but_not_the_critic():
+    torch.manual_seed(0)
+    critic = TwinCritic(3, [8], num_decomposed=1)
+    a = torch.zeros(4, 1, requires_grad=True)
+    x = torch.cat([torch.randn(4, 2), a], -1)
+    q, _ = critic(x, detach_params=True, with_weights=False)
+    q[:, 0].sum().backward()
+    assert a.grad.abs().sum() > 0
+    assert all(p.grad is None for p in critic.parameters())
+
+
+def test_batched_linear_equals_separate_layers():
+    torch.manual_seed(0)
+    layer = BatchedLinear(3, 4, 2)
+    x = torch.randn(5, 4)
+    out = layer(x)
+    for g in range(3):
+        assert torch.allclose(out[:, g], x @ layer.weight[g] + layer.bias[g], atol=1e-6)
