@@ -1,0 +1,333 @@
+"""Ray Serve deployment of a trained FAST-Q module (spec §5): ``POST /act`` and ``GET /healthz``.
+
+.. code-block:: python
+
+    from ray import serve
+    from rllib_fastq.serve import build_app
+
+    serve.start(http_options={"host": "127.0.0.1", "port": 8000})
+    serve.run(build_app("/path/to/checkpoint"), route_prefix="/")
+    # curl -X POST 127.0.0.1:8000/act -d '{"obs": [0.1, 0.2, 0.3], "explain": true}'
+
+Every request is validated in the ingress, before it joins a batch, so one bad request gets its
+own 4xx and never fails the requests batched with it. Valid requests from different clients
+are combined by ``@serve.batch`` into one forward pass; each row carries its own arm (``-1`` =
+"best"), so requests naming different ``policy_id`` values share a batch.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see ActRequest as a class through
+# Serve's ingress wrapper, or it reads the body parameter as a query string.
+import argparse
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from ray import serve
+
+from rllib_fastq.data import schema
+
+#: Where an RLModule checkpoint lies inside the checkpoints RLlib writes, tried in order.
+_MODULE_SUBDIRS = (
+    os.path.join("learner_group", "learner", "rl_module", "default_policy"),  # Algorithm
+    os.path.join("learner", "rl_module", "default_policy"),  # LearnerGroup
+    os.path.join("rl_module", "default_policy"),  # Learner
+    "default_policy",  # MultiRLModule
+    "",  # the RLModule itself
+)
+
+
+def resolve_module_checkpoint(checkpoint: str) -> str:
+    """The RLModule checkpoint dir inside an Algorithm (or Learner, MultiRLModule) checkpoint,
+    or ``checkpoint`` itself when it is one. Raises FileNotFoundError naming what was tried."""
+    root = os.path.abspath(os.path.expanduser(checkpoint))
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"checkpoint: no such directory: {checkpoint}")
+    for sub in _MODULE_SUBDIRS:
+        path = os.path.join(root, sub) if sub else root
+        if os.path.isfile(os.path.join(path, "module_state.pkl")) and \
+                os.path.isfile(os.path.join(path, "class_and_ctor_args.pkl")):
+            return path
+    raise FileNotFoundError(
+        f"checkpoint: {checkpoint} is neither an Algorithm checkpoint (with "
+        f"{_MODULE_SUBDIRS[0]}/) nor an RLModule checkpoint (module_state.pkl)."
+    )
+
+
+class BadRequest(Exception):
+    """A client error: HTTP ``status`` with a message that starts with the offending field."""
+
+    def __init__(self, field: str, message: str, status: int = 422):
+        super().__init__(f"{field}: {message}")
+        self.field, self.status = field, status
+
+
+class ActRequest(BaseModel):
+    """Body of ``POST /act``. Field types are checked by hand (see :class:`ObsValidator`) so
+    error messages name the exact element; the annotations here document the API."""
+
+    obs: Any = Field(..., description="One observation or a list of them: a list of numbers "
+                     "(flat spaces) or {'temporal': [[...]], 'static': [...]} (dict spaces).")
+    policy_id: Any = Field(None, description="Arm in [0, K) or 'best'; default: the module's.",
+                           json_schema_extra={"anyOf": [{"type": "integer"}, {"const": "best"}]})
+    explain: Any = Field(False, description="Also return Q and its decomposition per component.",
+                         json_schema_extra={"type": "boolean"})
+
+
+def _is_number(v: Any) -> bool:
+    # JSON true/false parse to bool, a subclass of int: they are not observations.
+    return type(v) is float or type(v) is int
+
+
+class ObsValidator:
+    """Turns the JSON ``obs`` of a request into a float32 array [N, flat_dim], or raises
+    :class:`BadRequest` naming the first offending element."""
+
+    def __init__(self, layout: schema.ObsLayout, max_request_size: int):
+        self.layout, self.max_request_size = layout, max_request_size
+
+    def describe(self) -> Any:
+        """Shape of one observation, as the ``/healthz`` endpoint reports it."""
+        if self.layout.temporal is None:
+            return [self.layout.static]
+        return {"temporal": list(self.layout.temporal), "static": [self.layout.static]}
+
+    def _vector(self, v: Any, n: int, where: str) -> list:
+        if not isinstance(v, list):
+            raise BadRequest(where, f"expected a list of {n} numbers, got {type(v).__name__}")
+        if len(v) != n:
+            raise BadRequest(where, f"expected {n} numbers, got {len(v)}")
+        if not all(_is_number(x) for x in v):
+            i = next(i for i, x in enumerate(v) if not _is_number(x))
+            raise BadRequest(f"{where}[{i}]", f"expected a number, got {type(v[i]).__name__}")
+        return v
+
+    def _one(self, o: Any, where: str) -> list:
+        """One observation as a flat list of numbers (the stored order: temporal, then static)."""
+        lay = self.layout
+        if lay.temporal is None or isinstance(o, list):
+            # Dict spaces also take the flattened form that datasets store.
+            return self._vector(o, lay.flat_dim, where)
+        if not isinstance(o, dict):
+            raise BadRequest(where, f"expected an object with 'temporal' {list(lay.temporal)} and "
+                             f"'static' [{lay.static}] (or {lay.flat_dim} numbers), got "
+                             f"{type(o).__name__}")
+        for key in ("temporal", "static"):
+            if key not in o:
+                raise BadRequest(f"{where}.{key}", "missing")
+        extra = sorted(set(o) - {"temporal", "static"})
+        if extra:
+            raise BadRequest(f"{where}.{extra[0]}", "unknown key (expected 'temporal' and 'static')")
+        steps, feats = lay.temporal
+        t = o["temporal"]
+        if not isinstance(t, list) or len(t) != steps:
+            got = f"{len(t)} rows" if isinstance(t, list) else type(t).__name__
+            raise BadRequest(f"{where}.temporal", f"expected {steps} rows of {feats} numbers, got {got}")
+        flat: list = []
+        for i, row in enumerate(t):
+            flat += self._vector(row, feats, f"{where}.temporal[{i}]")
+        return flat + self._vector(o["static"], lay.static, f"{where}.static")
+
+    def __call__(self, obs: Any) -> tuple[np.ndarray, bool]:
+        """``(array [N, flat_dim], single)``; ``single`` when the request sent one observation."""
+        single = isinstance(obs, dict) or (isinstance(obs, list) and bool(obs)
+                                           and not isinstance(obs[0], (list, dict)))
+        if isinstance(obs, list) and not single:
+            if not obs:
+                raise BadRequest("obs", "empty list; send one observation or a non-empty list")
+            if len(obs) > self.max_request_size:
+                raise BadRequest("obs", f"{len(obs)} observations exceed the limit of "
+                                 f"{self.max_request_size} per request", status=413)
+            rows = [self._one(o, f"obs[{i}]") for i, o in enumerate(obs)]
+        else:  # one observation (or something else, which _one rejects)
+            single = True
+            rows = [self._one(obs, "obs")]
+        try:
+            arr = np.asarray(rows, dtype=np.float32)
+        except OverflowError:  # JSON integers beyond float range
+            arr = np.full((len(rows), self.layout.flat_dim), np.inf, np.float32)
+        finite = np.isfinite(arr)
+        if not finite.all():
+            r, c = np.argwhere(~finite)[0]
+            v = rows[r][c]
+            got = repr(v) if type(v) is float and not np.isfinite(v) else f"{v:.3g} (beyond float32)"
+            raise BadRequest(self._locate(int(r), int(c), single), f"expected a finite number, got {got}")
+        return arr, single
+
+    def _locate(self, row: int, col: int, single: bool) -> str:
+        """The JSON path of flat element ``col`` of observation ``row`` (dict form)."""
+        where = "obs" if single else f"obs[{row}]"
+        lay = self.layout
+        if lay.temporal is None:
+            return f"{where}[{col}]"
+        steps, feats = lay.temporal
+        if col < steps * feats:
+            return f"{where}.temporal[{col // feats}][{col % feats}]"
+        return f"{where}.static[{col - steps * feats}]"
+
+
+def _check_policy_id(policy_id: Any, num_policies: int, default: Any) -> int:
+    """Arm id for the batch tensor: an arm in [0, K), or -1 for "best"."""
+    if policy_id is None:
+        policy_id = default
+    if policy_id == "best":
+        return -1
+    if type(policy_id) is int and 0 <= policy_id < num_policies:
+        return policy_id
+    raise BadRequest("policy_id", f"expected an arm in [0, {num_policies}) or 'best', got {policy_id!r}")
+
+
+app = FastAPI(title="FAST-Q policy server",
+              description="Actions (and their Q decomposition) of a trained FAST-Q module.")
+
+
+@app.exception_handler(BadRequest)
+async def _bad_request(_: Request, exc: BadRequest) -> JSONResponse:
+    return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=exc.status)
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:
+    # FastAPI's default answer is a list of pydantic errors; answer like BadRequest instead.
+    err = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid", "type": ""}
+    loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+    if err.get("type") == "json_invalid":
+        return JSONResponse({"detail": f"body: invalid JSON ({err.get('msg')})", "field": "body"},
+                            status_code=400)
+    field = ".".join(loc) or "body"
+    msg = "missing" if err.get("type") == "missing" else err.get("msg", "invalid")
+    if field == "body":
+        msg = "expected a JSON object with 'obs'"
+    return JSONResponse({"detail": f"{field}: {msg}", "field": field}, status_code=422)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 1})
+@serve.ingress(app)
+class FastQServer:
+    """One replica: loads the RLModule once, validates in the ingress, batches forward passes."""
+
+    def __init__(self, module_path: str, max_batch_size: int = 64, batch_wait_timeout_s: float = 0.005,
+                 max_request_size: int = 1024, torch_threads: int = 1):
+        from ray.rllib.core.rl_module.rl_module import RLModule
+
+        # Replicas scale by count; one intra-op thread each keeps them from fighting over cores.
+        torch.set_num_threads(torch_threads)
+        self.module = RLModule.from_checkpoint(module_path)
+        self.module.eval()
+        self.validate = ObsValidator(schema.ObsLayout.from_space(self.module.observation_space),
+                                     max_request_size)
+        self.default_policy = self.module.default_policy
+        self._infer.set_max_batch_size(max_batch_size)
+        self._infer.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    @app.get("/healthz")
+    async def healthz(self) -> dict[str, Any]:
+        """Liveness plus what the model expects and returns."""
+        m = self.module
+        return {"status": "ok", "num_policies": m.num_policies, "observation": self.validate.describe(),
+                "action_dim": m.action_dim, "reward_components": list(m.decomposed_names),
+                "default_policy": self.default_policy}
+
+    @app.post("/act")
+    async def act(self, body: ActRequest) -> dict[str, Any]:
+        """Actions for one observation (scalars per field) or a list (lists per field)."""
+        if not isinstance(body.explain, bool):
+            raise BadRequest("explain", f"expected true or false, got {body.explain!r}")
+        arm = _check_policy_id(body.policy_id, self.module.num_policies, self.default_policy)
+        obs, single = self.validate(body.obs)
+        out = await self._infer((obs, arm, body.explain))
+        if single:
+            out = {k: v[0] for k, v in out.items()}
+        return out
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    async def _infer(self, items: list[tuple[np.ndarray, int, bool]]) -> list[dict[str, list]]:
+        """One forward pass over every observation of every request in the batch."""
+        obs = torch.from_numpy(np.concatenate([o for o, _, _ in items]))
+        arms = torch.cat([torch.full((len(o),), a, dtype=torch.long) for o, a, _ in items])
+        with torch.no_grad():
+            if any(e for _, _, e in items):  # explain() also returns the actions: one pass
+                res = self.module.explain(obs, arms)
+            else:
+                res = self.module.forward_inference({"obs": obs, schema.POLICY_ID: arms})
+        actions = res["actions"].tolist()
+        chosen = res[schema.POLICY_ID].tolist()
+        if "q" in res:
+            q = res["q"].tolist()
+            comps = {n: c.tolist() for n, c in res["components"].items()}
+        outs, start = [], 0
+        for o, _, explain in items:
+            stop = start + len(o)
+            out: dict[str, list] = {"actions": actions[start:stop], "policy_id": chosen[start:stop]}
+            if explain:
+                out["q"] = q[start:stop]
+                out["components"] = [{n: c[i] for n, c in comps.items()} for i in range(start, stop)]
+            outs.append(out)
+            start = stop
+        return outs
+
+
+def build_app(checkpoint: str, *, max_batch_size: int = 64, batch_wait_timeout_s: float = 0.005,
+              max_request_size: int = 1024, num_replicas: int = 1,
+              num_cpus_per_replica: float = 1.0) -> serve.Application:
+    """A Serve application answering ``POST /act`` and ``GET /healthz`` for ``checkpoint``.
+
+    ``checkpoint`` is an Algorithm checkpoint dir (``algo.save_to_path``) or an RLModule
+    checkpoint dir. ``max_batch_size`` counts requests per forward pass; ``max_request_size``
+    bounds the observations of one request (beyond it: 413). Run with
+    ``serve.run(app, route_prefix="/")``.
+    """
+    if max_batch_size < 1 or max_request_size < 1 or batch_wait_timeout_s < 0 or num_replicas < 1:
+        raise ValueError("build_app: max_batch_size, max_request_size and num_replicas must be >= 1 "
+                         "and batch_wait_timeout_s >= 0.")
+    path = resolve_module_checkpoint(checkpoint)
+    deployment = FastQServer.options(num_replicas=num_replicas,
+                                     ray_actor_options={"num_cpus": num_cpus_per_replica})
+    return deployment.bind(path, max_batch_size, batch_wait_timeout_s, max_request_size)
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``fastq serve CHECKPOINT``."""
+    parser.add_argument("checkpoint", help="Algorithm or RLModule checkpoint directory")
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default: loopback)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--num-replicas", type=int, default=1)
+    parser.add_argument("--max-batch-size", type=int, default=64, help="requests per forward pass")
+    parser.add_argument("--batch-wait-timeout-s", type=float, default=0.005)
+    parser.add_argument("--max-request-size", type=int, default=1024, help="observations per request")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray (default: all)")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C. Starts a local Ray session on 127.0.0.1 unless one is running."""
+    import ray
+
+    app_ = build_app(args.checkpoint, max_batch_size=args.max_batch_size,
+                     batch_wait_timeout_s=args.batch_wait_timeout_s,
+                     max_request_size=args.max_request_size, num_replicas=args.num_replicas)
+    if not ray.is_initialized():
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 configure_logging=False)
+    serve.start(http_options={"host": args.host, "port": args.port})
+    serve.run(app_, name="fastq", route_prefix="/")
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"FAST-Q serving {args.checkpoint} at http://{host}:{args.port}/act "
+          f"(docs: /docs, health: /healthz); Ctrl-C to stop.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+    return 0
+
+
+# Exported for tests and scripts that build requests.
+__all__ = ["ActRequest", "BadRequest", "FastQServer", "ObsValidator", "add_cli_arguments", "build_app",
+           "resolve_module_checkpoint", "run_cli"]
