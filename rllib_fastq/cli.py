@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import logging
 import sys
+import warnings
+from typing import Any
 
 # ``fastq data <source>``: each source module provides ``add_cli_arguments(parser)`` and
 # ``run_cli(args) -> int``.
@@ -15,14 +19,148 @@ DATA_SOURCES = {
     "player-platform": "rllib_fastq.envs.generate",
     "mujoco": "rllib_fastq.data.mujoco",
 }
+SERVE_MODULE = "rllib_fastq.serve"  # same contract as the data sources
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, TypeError)
 
 
+def _policy_id(value: str) -> int | str:
+    if value == "best":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an arm index or 'best', got {value!r}") from None
+
+
+def _print_eval(ev: dict[str, Any]) -> None:
+    """The evaluation block of ``train`` and ``evaluate``."""
+    sem = f" ± {ev['sem_return']:.2f} (s.e.)" if "sem_return" in ev else f" ± {ev['std_return']:.2f} (std)"
+    print(f"policy {ev['policy_id']!r}: mean return {ev['mean_return']:.3f}{sem} over {ev['num_episodes']} "
+          f"episodes of {ev['env']} (seed {ev['seed']})")
+    comps = ev.get("components")
+    if isinstance(comps, dict):
+        print("  per component: " + ", ".join(f"{k} {v:.3f}" for k, v in comps.items()))
+    if "normalized_score" in ev:
+        print(f"  D4RL-normalised score: {ev['normalized_score']:.1f}")
+    if "arms" in ev:
+        print("  logging arms (card, same players): " + ", ".join(f"{k} {v:.3f}" for k, v in ev["arms"].items()))
+        verdict = "beats" if ev["margin_over_best_arm"] > 0 else "does not beat"
+        print(f"  best arm {ev['best_arm']} {ev['best_arm_return']:.3f}: FAST-Q {verdict} it "
+              f"({100 * ev['margin_over_best_arm']:+.1f} %)")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``fastq train``: per-iteration progress, then a summary."""
+    from rllib_fastq import workflow
+
+    spec = workflow.load_spec(args.config, args.set or (), data=args.data, env=args.env)
+    summary = workflow.train(spec, iterations=args.iterations, out=args.out, overwrite=args.overwrite)
+    print(f"checkpoint: {summary['checkpoint']} ({summary['iterations']} iterations, "
+          f"{summary['train_seconds']:.0f} s)")
+    if "evaluation" in summary:
+        _print_eval(summary["evaluation"])
+    return 0
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    """``fastq tune``: run or resume a search; print and export the best trial."""
+    from rllib_fastq import workflow
+
+    if (args.resume is None) == (args.config is None):
+        raise ValueError("give a tune_configs/*.yaml file or --resume DIR (one of them)")
+    spec = None if args.resume else workflow.load_spec(args.config, args.override or ())
+    best = workflow.tune_search(spec, resume=args.resume)
+    for t in best["trials"]:
+        print(f"trial {t['trial']}: {t['iterations']} iterations, {best['metric']} = {t[best['metric']]}"
+              + (f", error: {t['error']}" if t["error"] else ""))
+    print(f"best trial {best['best_trial']}: {best['metric']} = {best['best_value']}")
+    print(f"best config: {json.dumps(best['best_config'])}")
+    print(f"best checkpoint: {best['best_checkpoint']}")
+    out = args.export or f"{best['experiment']}/best.json"
+    if args.export:
+        with open(args.export, "w") as f:
+            json.dump(best, f, indent=1, default=str)
+    print(f"exported: {out}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``fastq evaluate``: online (env) or offline (dataset) metrics of a checkpoint."""
+    from rllib_fastq import workflow
+
+    res = workflow.evaluate_checkpoint(args.checkpoint, env=args.env, data=args.data, episodes=args.episodes,
+                                       policy_id=args.policy_id, seed=args.seed)
+    if "offline" in res:
+        off = res["offline"]
+        print(f"offline on {off['rows']} rows: actor action MSE {off['actor_action_mse']:.4f}, expert action MSE "
+              f"{off['expert_action_mse']:.4f}, Q mean {off['q_mean']:.3f}, TD RMSE {off['td_rmse']:.4f} "
+              f"(gamma {off['gamma']})")
+    else:
+        _print_eval(res)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1, default=float)
+    return 0
+
+
+def _serve_parser(p: argparse.ArgumentParser) -> None:
+    try:
+        mod = importlib.import_module(SERVE_MODULE)
+    except ModuleNotFoundError as e:
+        if e.name != SERVE_MODULE:
+            raise
+
+        def missing(args: argparse.Namespace) -> int:
+            raise ValueError(f"serving needs {SERVE_MODULE}, which this installation does not have")
+
+        p.add_argument("checkpoint")
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8000)
+        p.set_defaults(run=missing)
+        return
+    mod.add_cli_arguments(p)
+    p.set_defaults(run=mod.run_cli)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastq", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and Ray's logs")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train on offline data, evaluate, save a checkpoint",
+                       description="Train FAST-Q. Without arguments: the shipped player-platform data, "
+                                   "a few minutes on 2 CPUs, compared with the logging arms.")
+    p.add_argument("--data", nargs="+", metavar="PATH", help="parquet/JSON files or directories")
+    p.add_argument("--config", metavar="YAML", help="a tune_configs/*.yaml run spec (its search is ignored)")
+    p.add_argument("--iterations", type=int, help="training iterations (default: the spec's run.iterations)")
+    p.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
+                   help="override a setting: alpha=2.5, run.final_eval_episodes=50, learners.num_learners=2")
+    p.add_argument("--env", metavar="ENV_ID", help="evaluate in this env (gymnasium id)")
+    p.add_argument("--out", metavar="DIR", help="checkpoint directory (default: the spec's run.out)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
+    p.set_defaults(run=run_train)
+
+    p = sub.add_parser("tune", help="run a Tune search from a tune_configs/*.yaml file")
+    p.add_argument("config", nargs="?", metavar="YAML", help="the search (see tune_configs/README.md)")
+    p.add_argument("--override", action="extend", nargs="+", metavar="KEY=VALUE",
+                   help="override a setting: tune.num_samples=2, search.alpha={choice: [2, 3]}")
+    p.add_argument("--resume", metavar="DIR", help="resume an interrupted search (its experiment directory)")
+    p.add_argument("--export", metavar="JSON", help="also write the best trial's config and checkpoint here")
+    p.set_defaults(run=run_tune)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint online (env) or offline (dataset)")
+    p.add_argument("checkpoint")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--env", metavar="ID", help="gymnasium env id (default: the one it was trained with)")
+    src.add_argument("--data", nargs="+", metavar="PATH", help="offline metrics on this (held-out) data")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--policy-id", type=_policy_id, default="best", help="an arm index or 'best' (default)")
+    p.add_argument("--seed", type=int, help="first episode seed (default: the dataset card's)")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.set_defaults(run=run_evaluate)
+
+    _serve_parser(sub.add_parser("serve", help="serve a checkpoint over HTTP (Ray Serve)"))
 
     data = sub.add_parser("data", help="generate or convert offline datasets")
     data_sub = data.add_subparsers(dest="source", required=True)
@@ -36,12 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:  # Ray/RLlib's start-up warnings drown the progress lines
+        for name in ("ray", "ray.rllib", "ray.tune", "ray.serve"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore")
     try:
         return int(args.run(args) or 0)
     except USER_ERRORS as e:
         if args.debug:
             raise
-        print(f"fastq {args.command}: error: {e}", file=sys.stderr)
+        msg = str(e).strip().splitlines()
+        print(f"fastq {args.command}: error: {msg[0] if msg else type(e).__name__}", file=sys.stderr)
         return 2
 
 

@@ -1,0 +1,510 @@
+"""Run specs (the YAML files of ``tune_configs/``), training, evaluation and Tune searches.
+
+A *spec* is a plain dict with the sections of a ``tune_configs/*.yaml`` file (documented in
+``tune_configs/README.md``): ``data``, ``env``, ``env_config``, ``card``, ``config`` (any
+:class:`FastQConfig` attribute), ``learners``, ``evaluation``, ``run``, ``search`` and ``tune``.
+``fastq train|tune|evaluate`` are thin wrappers around the functions here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from ray.tune import Callback
+
+from rllib_fastq.fastq import FastQConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+PLAYER_PLATFORM_DIR = ROOT / "offline_data" / "player_platform"
+PLAYER_PLATFORM_ENV = "rllib_fastq/PlayerPlatform-v0"
+RUN_FILE = "fastq_run.json"  # written beside a checkpoint: the spec and results behind it
+SPEC_FILE = "fastq_spec.json"  # written into a Tune experiment directory (for --resume)
+EVAL_KEY = "evaluation/env_runners/episode_return_mean"
+
+SECTIONS = ("name", "data", "env", "env_config", "card", "config", "learners", "evaluation", "run",
+            "search", "tune")
+LEARNER_KEYS = ("num_learners", "num_cpus_per_learner", "num_gpus_per_learner")
+
+# The main job: the shipped player-platform data, sizes that train in a few minutes on 2 CPUs
+# (2 iterations of phase 1, then phase 2) and already beat the best logging arm.
+PLAYER_PLATFORM_SPEC: dict[str, Any] = {
+    "name": "player_platform",
+    "data": [str(PLAYER_PLATFORM_DIR / "train.parquet")],
+    "env": PLAYER_PLATFORM_ENV,
+    "env_config": {},
+    "card": str(PLAYER_PLATFORM_DIR / "card.json"),
+    "config": {
+        "num_policies": 3, "pretrain_steps": 500, "dataset_num_iters_per_learner": 250, "gamma": 0.9,
+        "reward_weights": [0.25, 0.25, -0.25, 0.25],
+        "reward_component_names": ["revenue", "engagement", "cost", "dwell"],
+        "lstm_dropout": 0.0, "actor_hiddens": [128, 128], "critic_hiddens": [128, 128],
+        "expert_hiddens": [128, 64], "br_dim": 64, "adversary_hiddens": [128],
+        "max_exploration": 0.6, "exploration_ramp_steps": 1000,
+    },
+    "learners": {"num_learners": 0},
+    "evaluation": {"interval": 4, "episodes": 10},
+    "run": {"iterations": 12, "final_eval_episodes": 300, "out": "checkpoints/fastq"},
+}
+GENERIC_SPEC: dict[str, Any] = {"name": "fastq", "config": {}, "learners": {"num_learners": 0},
+                                "evaluation": {"interval": 0, "episodes": 10},
+                                "run": {"iterations": 10, "final_eval_episodes": 20, "out": "checkpoints/fastq"}}
+
+
+# -- specs --------------------------------------------------------------------------------------
+
+def _resolve_path(p: str, what: str) -> str:
+    """Absolute path of ``p`` (relative to the working directory, else to the repository);
+    absolute because Tune runs trials in their own directories."""
+    for base in (Path.cwd(), ROOT):
+        cand = (base / os.path.expanduser(p)).resolve()
+        if cand.exists():
+            return str(cand)
+    raise FileNotFoundError(f"{what}: {p} does not exist")
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """``["alpha=2.5", "tune.num_samples=4"]`` → nested dict; a bare key names a ``config``
+    entry (or a top-level section such as ``env``); values are YAML (``[1, 2]``, ``{choice: [..]}``)."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set/--override {item!r}: expected key=value (e.g. alpha=2.5 or tune.num_samples=4)")
+        parts = key.strip().split(".")
+        if len(parts) == 1 and parts[0] not in SECTIONS:
+            parts = ["config", parts[0]]
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _num_policies(paths: list[str]) -> int:
+    """K from the data (the largest ``policy_id`` + 1), so a plain ``--data`` run needs no settings."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    k = 1
+    for p in paths:
+        if p.endswith(".parquet") and "policy_id" in pq.read_schema(p).names:
+            k = max(k, int(pc.max(pq.read_table(p, columns=["policy_id"])["policy_id"]).as_py()) + 1)
+    return k
+
+
+def load_spec(path: str | None = None, overrides: Sequence[str] = (), data: Sequence[str] | None = None,
+              env: str | None = None) -> dict[str, Any]:
+    """The run spec: a YAML file (or the defaults) with ``overrides``, ``data`` and ``env`` applied.
+
+    Without a file: the player-platform main job when no data is given or the data sit beside a
+    player-platform ``card.json``, else FastQConfig's defaults with K read off the data.
+    """
+    if path is not None:
+        path = _resolve_path(path, "--config")
+        with open(path) as f:
+            try:
+                spec = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(spec, dict):
+            raise ValueError(f"{path}: expected a mapping of sections {SECTIONS}")
+        unknown = sorted(set(spec) - set(SECTIONS))
+        if unknown:
+            raise ValueError(f"{path}: unknown key(s) {unknown}; known sections: {list(SECTIONS)}")
+    elif not data or Path(data[0]).resolve().parent.joinpath("card.json").exists():
+        spec = copy.deepcopy(PLAYER_PLATFORM_SPEC)
+    else:
+        spec = copy.deepcopy(GENERIC_SPEC)
+    extra = parse_overrides(overrides)
+    unknown = sorted(set(extra) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"--set: unknown section(s) {unknown}; known: {list(SECTIONS)}")
+    spec = _merge(spec, extra)
+    if data:
+        spec["data"] = list(data)
+        if path is None and not Path(data[0]).resolve().parent.joinpath("card.json").exists():
+            spec.pop("card", None)
+    if env is not None:
+        spec["env"] = env
+    if not spec.get("data"):
+        raise ValueError("no data: give --data PATH or a config with a `data:` list")
+    spec["data"] = [_resolve_path(p, "--data") for p in ([spec["data"]] if isinstance(spec["data"], str)
+                                                         else spec["data"])]
+    if spec.get("card"):
+        spec["card"] = _resolve_path(spec["card"], "card")
+    if "num_policies" not in spec.setdefault("config", {}):
+        spec["config"]["num_policies"] = _num_policies(spec["data"])
+    return spec
+
+
+def build_config(spec: dict[str, Any]) -> FastQConfig:
+    """The FastQConfig a spec describes (validated, so bad values fail before Ray starts)."""
+    cfg = FastQConfig()
+    for key in spec.get("config") or {}:
+        if not hasattr(cfg, key) or key.startswith("_"):
+            raise ValueError(f"config: unknown FastQConfig setting {key!r}")
+    cfg.update_from_dict(dict(spec.get("config") or {}))
+    cfg.offline_data(input_=list(spec["data"]))
+    learners = dict(spec.get("learners") or {})
+    bad = sorted(set(learners) - set(LEARNER_KEYS))
+    if bad:
+        raise ValueError(f"learners: unknown key(s) {bad}; known: {list(LEARNER_KEYS)}")
+    cfg.learners(**learners)
+    ev = spec.get("evaluation") or {}
+    if spec.get("env"):
+        cfg.environment(env=spec["env"], env_config=dict(spec.get("env_config") or {}))
+        if ev.get("interval"):
+            cfg.evaluation(evaluation_interval=int(ev["interval"]), evaluation_num_env_runners=0,
+                           evaluation_duration=int(ev.get("episodes", 10)), evaluation_duration_unit="episodes")
+    cfg.validate()
+    return cfg
+
+
+def config_from_yaml(path: str | None, overrides: Sequence[str] = ()) -> tuple[FastQConfig, dict[str, Any]]:
+    """``(FastQConfig, run_settings)`` of a ``tune_configs`` YAML file (None: the main job)."""
+    spec = load_spec(path, overrides)
+    return build_config(spec), spec
+
+
+def ensure_ray() -> None:
+    """A local loopback Ray session (2 CPUs at most) unless one is running."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=min(2, os.cpu_count() or 1), include_dashboard=False, _node_ip_address="127.0.0.1",
+                 log_to_driver=False, configure_logging=False)
+
+
+# -- training -----------------------------------------------------------------------------------
+
+def progress_line(result: dict[str, Any], iterations: int | None = None, eval_interval: int = 1) -> str:
+    """One line per iteration: phase, the losses of that phase, eval return (when evaluated:
+    RLlib repeats the last evaluation in the results of the iterations between)."""
+    lr = result.get("learners", {}).get("default_policy", {})
+    phase = int(lr.get("phase", 1))
+    keys = (("expert_loss", "adversary_accuracy") if phase == 1 else
+            ("td_loss", "q_mean", "actor_loss", "exploration_probability"))
+    parts = [f"iter {result['training_iteration']}" + (f"/{iterations}" if iterations else ""), f"phase {phase}"]
+    parts += [f"{k} {lr[k]:.4g}" for k in keys if k in lr]
+    ret = result.get("evaluation", {}).get("env_runners", {}).get("episode_return_mean")
+    if ret is not None and np.isfinite(ret) and eval_interval and result["training_iteration"] % eval_interval == 0:
+        parts.append(f"eval return {ret:.3f}")
+    parts.append(f"{result.get('time_this_iter_s', 0.0):.1f} s")
+    return " | ".join(parts)
+
+
+def _check_out(out: str, overwrite: bool) -> None:
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)) and not overwrite:
+        raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
+
+
+def train(spec: dict[str, Any], *, iterations: int | None = None, out: str | None = None,
+          overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train, save a checkpoint to ``out``, evaluate it (when the env is known); the summary."""
+    iterations = int(iterations or spec.get("run", {}).get("iterations", 10))
+    if iterations < 1:
+        raise ValueError(f"--iterations: expected >= 1, got {iterations}")
+    out = os.path.abspath(out or spec.get("run", {}).get("out", "checkpoints/fastq"))
+    _check_out(out, overwrite)  # before training: never lose minutes to a refused save
+    cfg = build_config(spec)
+    ensure_ray()
+    t0 = time.time()
+    algo = cfg.build_algo()
+    history = []
+    try:
+        log(f"training FAST-Q on {', '.join(spec['data'])}: {algo.dataset_info['rows']} rows, "
+            f"K={cfg.num_policies}, {iterations} iterations of {cfg.dataset_num_iters_per_learner} steps")
+        for _ in range(iterations):
+            result = algo.train()
+            log(progress_line(result, iterations, int(spec.get("evaluation", {}).get("interval") or 0)))
+            lr = result.get("learners", {}).get("default_policy", {})
+            history.append({"iteration": result["training_iteration"], "time_s": result.get("time_this_iter_s"),
+                            "eval_return": result.get("evaluation", {}).get("env_runners", {})
+                            .get("episode_return_mean"),
+                            **{k: float(v) for k, v in lr.items() if isinstance(v, (int, float))}})
+        if os.path.exists(out):
+            shutil.rmtree(out) if os.path.isdir(out) else os.remove(out)
+        algo.save_to_path(out)
+        train_s = time.time() - t0
+        summary: dict[str, Any] = {"checkpoint": out, "iterations": iterations, "train_seconds": train_s,
+                                   "history": history}
+        if spec.get("env"):
+            episodes = int(spec.get("run", {}).get("final_eval_episodes", 20))
+            log(f"evaluating the 'best'-arm policy on {episodes} held-out episodes of {spec['env']} ...")
+            summary["evaluation"] = evaluate_module(algo.get_module(), spec, episodes=episodes)
+    finally:
+        algo.stop()
+    with open(os.path.join(out, RUN_FILE), "w") as f:
+        json.dump({"spec": spec, "gamma": cfg.gamma, "summary": summary}, f, indent=1, default=float)
+    return summary
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+def load_module(checkpoint: str) -> Any:
+    """The trained RLModule of an algorithm checkpoint (no Ray, no data needed)."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    path = os.path.join(checkpoint, "learner_group", "learner", "rl_module", "default_policy")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{checkpoint}: not a FAST-Q checkpoint (no {os.path.relpath(path, checkpoint)})")
+    module = RLModule.from_checkpoint(path)
+    module.eval()
+    return module
+
+
+def run_info(checkpoint: str) -> dict[str, Any]:
+    """The ``fastq_run.json`` of a ``fastq train`` checkpoint or the spec of a Tune experiment."""
+    p = Path(checkpoint).resolve()
+    for d in (p, p.parent, p.parent.parent):
+        for name in (RUN_FILE, SPEC_FILE):
+            if (d / name).is_file():
+                info = json.loads((d / name).read_text())
+                return info if "spec" in info else {"spec": info}
+    return {}
+
+
+def _card(spec: dict[str, Any]) -> dict[str, Any] | None:
+    card = spec.get("card")
+    if card and os.path.exists(card):
+        return json.loads(Path(card).read_text())
+    return None
+
+
+def evaluate_module(module: Any, spec: dict[str, Any], *, episodes: int = 100, policy_id: int | str = "best",
+                    seed: int | None = None) -> dict[str, Any]:
+    """Online value of ``module`` in the spec's env: return, per-component means, and the logging
+    arms' values from the card (player platform) or the D4RL-normalised score (MuJoCo)."""
+    from rllib_fastq.evaluation import rollout
+
+    env = spec["env"]
+    card = _card(spec)
+    if env == PLAYER_PLATFORM_ENV:
+        from rllib_fastq.envs import evaluate_policy
+
+        # The card's evaluation seed: the policy meets the same players the arms were scored on.
+        seed = seed if seed is not None else (card or {}).get("online", {}).get("eval_seed", 2_000_006)
+        res = evaluate_policy(rollout.policy_fn(module, policy_id), spec.get("env_config") or {}, episodes, seed)
+    else:
+        res = rollout.evaluate_module(module, env, num_episodes=episodes, seed=10_000 if seed is None else seed,
+                                      policy_id=policy_id, env_config=spec.get("env_config"))
+        try:
+            from rllib_fastq.evaluation.scores import normalized_score
+
+            res["normalized_score"] = normalized_score(env, res["mean_return"])
+        except (ImportError, ValueError):  # not a D4RL task
+            pass
+    res.update(env=env, policy_id=policy_id, seed=seed)
+    if card and "online" in card:
+        arms = card["online"]["arms"]
+        res["arms"] = {name: a["mean_return"] for name, a in arms.items()}
+        res["best_arm"] = card["online"]["best_arm"]
+        res["best_arm_return"] = card["online"]["best_arm_return"]
+        res["margin_over_best_arm"] = res["mean_return"] / res["best_arm_return"] - 1.0
+    return res
+
+
+def offline_metrics(module: Any, data: Sequence[str], gamma: float, max_rows: int = 5000) -> dict[str, Any]:
+    """Offline fit on a (held-out) dataset: the logged arm's action MSE, Q and TD error."""
+    import torch
+
+    from rllib_fastq.data.io import read_transitions
+
+    tr = read_transitions([_resolve_path(p, "--data") for p in data])
+    idx = np.random.default_rng(0).permutation(len(tr))[:max_rows]
+    tr = tr.take(np.sort(idx))
+    layout = module.layout
+
+    def obs(x: np.ndarray) -> Any:
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if layout.temporal is None:
+            return x
+        n = int(np.prod(layout.temporal))
+        return {"temporal": x[:, :n].reshape(-1, *layout.temporal), "static": x[:, n:]}
+
+    arm = torch.as_tensor(tr.policy_id).long().clamp(max=module.num_policies - 1)
+    rows = torch.arange(len(tr))
+    a = torch.as_tensor(tr.actions, dtype=torch.float32)
+    with torch.no_grad(), module.frozen_representations():
+        b, a_hat = module.representations(obs(tr.obs))
+        b_next, _ = module.representations(obs(tr.new_obs))
+        b, b_next, a_hat = b[rows, arm], b_next[rows, arm], a_hat[rows, arm]
+        pi = module.actor(b)
+        q = module.critic(torch.cat([b, a], -1), with_weights=False)[0][:, 0]
+        q_next = module.critic(torch.cat([b_next, module.actor(b_next)], -1), with_weights=False)[0].min(-1).values
+    r = torch.as_tensor(tr.rewards, dtype=torch.float32)
+    done = torch.as_tensor(tr.terminateds, dtype=torch.float32)
+    td = q - (r + gamma * (1 - done) * q_next)
+    return {"rows": len(tr), "gamma": gamma, "actor_action_mse": float(((pi - a) ** 2).mean()),
+            "expert_action_mse": float(((a_hat - a) ** 2).mean()), "q_mean": float(q.mean()),
+            "td_rmse": float(td.pow(2).mean().sqrt())}
+
+
+def evaluate_checkpoint(checkpoint: str, *, env: str | None = None, data: Sequence[str] | None = None,
+                        episodes: int = 100, policy_id: int | str = "best", seed: int | None = None) -> dict[str, Any]:
+    """Evaluate a checkpoint online in ``env`` (default: the one it was trained with) or offline
+    on ``data``; a policy id of an arm index or ``"best"``."""
+    if not os.path.exists(checkpoint):
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    if episodes < 1:
+        raise ValueError(f"--episodes: expected >= 1, got {episodes}")
+    module = load_module(checkpoint)
+    if not (policy_id == "best" or (isinstance(policy_id, int) and 0 <= policy_id < module.num_policies)):
+        raise ValueError(f"--policy-id: expected 'best' or an arm in [0, {module.num_policies}), got {policy_id!r}")
+    info = run_info(checkpoint)
+    spec = dict(info.get("spec") or {})
+    if data:
+        return {"checkpoint": checkpoint, "offline": offline_metrics(module, data, float(info.get("gamma", 0.99)))}
+    spec["env"] = env or spec.get("env")
+    if not spec["env"]:
+        raise ValueError(f"{checkpoint}: no env recorded with this checkpoint; pass --env ID or --data PATH")
+    if env and env != info.get("spec", {}).get("env"):
+        spec.pop("card", None)  # the card describes another env's arms
+        spec["env_config"] = {}
+    return {"checkpoint": checkpoint, **evaluate_module(module, spec, episodes=episodes, policy_id=policy_id,
+                                                        seed=seed)}
+
+
+# -- Tune ---------------------------------------------------------------------------------------
+
+SAMPLERS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid_search")
+
+
+def search_space(search: dict[str, Any]) -> dict[str, Any]:
+    """YAML samplers (``{"loguniform": [1e-4, 1e-3]}``, ``{"choice": [...]}``, ``{"grid_search": [...]}``)
+    → Tune domains, keyed by FastQConfig attribute."""
+    from ray import tune
+
+    cfg, out = FastQConfig(), {}
+    for key, value in (search or {}).items():
+        if not hasattr(cfg, key):
+            raise ValueError(f"search: unknown FastQConfig setting {key!r}")
+        if not (isinstance(value, dict) and len(value) == 1 and next(iter(value)) in SAMPLERS):
+            raise ValueError(f"search.{key}: expected one sampler of {list(SAMPLERS)}, "
+                             "e.g. {loguniform: [1e-4, 1e-3]}")
+        name, args = next(iter(value.items()))
+        out[key] = getattr(tune, name)(args) if name in ("choice", "grid_search") else getattr(tune, name)(*args)
+    return out
+
+
+def _tune_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    # 2-CPU defaults: one trial at a time (a trial holds a CPU for its driver and learner).
+    t = {"metric": EVAL_KEY if spec.get("env") else "learners/default_policy/td_loss",
+         "mode": "max" if spec.get("env") else "min", "num_samples": 1, "max_concurrent_trials": 1,
+         "scheduler": {"type": "asha"}, "stop": {"training_iteration": spec.get("run", {}).get("iterations", 10)},
+         "max_failures": 1, "checkpoint_frequency": 1, "num_to_keep": 2, "storage_path": "tune_results"}
+    t.update(spec.get("tune") or {})
+    unknown = sorted(set(t) - {"metric", "mode", "num_samples", "max_concurrent_trials", "scheduler", "stop",
+                               "max_failures", "checkpoint_frequency", "num_to_keep", "storage_path"})
+    if unknown:
+        raise ValueError(f"tune: unknown key(s) {unknown}")
+    if t["mode"] not in ("min", "max"):
+        raise ValueError(f"tune.mode: expected 'min' or 'max', got {t['mode']!r}")
+    return t
+
+
+def _scheduler(t: dict[str, Any]) -> Any:
+    from ray.tune.schedulers import ASHAScheduler
+
+    s = dict(t["scheduler"] or {"type": "fifo"})
+    kind = s.pop("type", "asha")
+    if kind == "fifo":
+        return None
+    if kind != "asha":
+        raise ValueError(f"tune.scheduler.type: expected 'asha' or 'fifo', got {kind!r}")
+    max_t = int(t["stop"].get("training_iteration", 100))
+    return ASHAScheduler(time_attr="training_iteration", max_t=max_t, **{"grace_period": 1, **s})
+
+
+def _best(results: Any, t: dict[str, Any], experiment_path: str) -> dict[str, Any]:
+    """The best trial (by its last reported metric), its best checkpoint, and every trial."""
+    from ray.tune.utils import flatten_dict
+
+    metric, mode = t["metric"], t["mode"]
+    trials = []
+    for r in results:
+        m = flatten_dict(r.metrics or {}, delimiter="/")
+        trials.append({"trial": r.path and os.path.basename(r.path), "iterations": m.get("training_iteration"),
+                       metric: m.get(metric), "error": str(r.error).strip().splitlines()[0] if r.error else None})
+    best = results.get_best_result(metric=metric, mode=mode, scope="last")
+    ckpt = best.checkpoint  # the final policy of the best trial (the score protocol: final, not best)
+    search = set(json.loads(Path(experiment_path, SPEC_FILE).read_text()).get("search") or {})
+    return {"experiment": experiment_path, "metric": metric, "mode": mode,
+            "best_value": flatten_dict(best.metrics, delimiter="/").get(metric),
+            "best_trial": os.path.basename(best.path), "best_checkpoint": ckpt.path if ckpt else None,
+            "best_config": {k: best.config.get(k) for k in sorted(search)}, "trials": trials}
+
+
+class _Progress(Callback):
+    """Our progress line per trial result (Tune's own tables print the whole config)."""
+
+    def __init__(self, log: Callable[[str], None], eval_interval: int):
+        self.log, self.eval_interval = log, eval_interval
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.log(f"[{trial.trial_id}] " + progress_line(result, eval_interval=self.eval_interval))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.log(f"[{trial.trial_id}] failed (retried from its last checkpoint up to tune.max_failures times)")
+
+
+def tune_search(spec: dict[str, Any] | None = None, *, resume: str | None = None,
+                callbacks: Sequence[Any] = (), log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or ``resume``) the spec's Tune search; writes and returns ``best.json`` in the experiment."""
+    from ray import tune
+
+    if resume is not None:
+        experiment = os.path.abspath(resume)
+        if not os.path.isfile(os.path.join(experiment, SPEC_FILE)):
+            raise FileNotFoundError(f"--resume {resume}: not a `fastq tune` experiment (no {SPEC_FILE})")
+        spec = json.loads(Path(experiment, SPEC_FILE).read_text())
+    assert spec is not None
+    t = _tune_settings(spec)
+    cfg = build_config(spec)
+    for key, domain in search_space(spec.get("search") or {}).items():
+        setattr(cfg, key, domain)  # Tune samples these when it turns the config into trials
+    ensure_ray()
+    if resume is not None:
+        # Unfinished trials continue from their last checkpoint; errored ones are retried from theirs.
+        # The param space is given again: Tune keeps parts of it as object refs of the old Ray session.
+        tuner = tune.Tuner.restore(experiment, trainable="FASTQ", param_space=cfg, resume_unfinished=True,
+                                   resume_errored=True)
+        log(f"resuming {experiment}")
+    else:
+        storage = os.path.abspath(t["storage_path"])
+        name = f"{spec.get('name', 'fastq')}_{time.strftime('%Y%m%d_%H%M%S')}"
+        experiment = os.path.join(storage, name)
+        os.makedirs(experiment, exist_ok=True)
+        Path(experiment, SPEC_FILE).write_text(json.dumps(spec, indent=1))
+        tuner = tune.Tuner(
+            "FASTQ", param_space=cfg,
+            tune_config=tune.TuneConfig(metric=t["metric"], mode=t["mode"], num_samples=int(t["num_samples"]),
+                                        max_concurrent_trials=int(t["max_concurrent_trials"]), scheduler=_scheduler(t)),
+            run_config=tune.RunConfig(
+                name=name, storage_path=storage, stop=dict(t["stop"]), verbose=0,
+                callbacks=[_Progress(log, int((spec.get("evaluation") or {}).get("interval") or 0)), *callbacks],
+                checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=int(t["checkpoint_frequency"]),
+                                                        checkpoint_at_end=True, num_to_keep=int(t["num_to_keep"])),
+                failure_config=tune.FailureConfig(max_failures=int(t["max_failures"]))))
+        log(f"Tune search {name}: metric {t['metric']} ({t['mode']}), {t['num_samples']} sample(s), "
+            f"stop {t['stop']}; experiment in {experiment}")
+    results = tuner.fit()
+    best = _best(results, t, experiment)
+    Path(experiment, "best.json").write_text(json.dumps(best, indent=1, default=str))
+    return best
