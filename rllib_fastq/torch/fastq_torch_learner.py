@@ -20,7 +20,6 @@ import torch.distributed as dist
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
-from ray.rllib.core.learner.utils import update_target_network
 
 from rllib_fastq.data import schema
 from rllib_fastq.fastq_learner import EXPLORATION_PROB, PHASE, FastQLearner
@@ -123,11 +122,28 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         if phase == 1:
             self._average_batchnorm_statistics()
         if actor_step:
-            unwrapped = module.unwrapped()
-            for main, target in unwrapped.get_target_network_pairs():
-                update_target_network(main_net=main, target_net=target, tau=self.config.tau)
+            self._polyak_update(module.unwrapped())
         self.count_gradient_step(actor_step)
         return fwd_out, loss_per_module, {}
+
+    @torch.no_grad()
+    def _polyak_update(self, module: Any) -> None:
+        """target ← (1 − τ) target + τ main, for the actor and the critic, in place."""
+        for main, target in module.get_target_network_pairs():
+            torch._foreach_lerp_(list(target.parameters()), list(main.parameters()), self.config.tau)
+
+    def apply_gradients(self, gradients_dict: dict) -> None:
+        """Step every optimizer; one fused finiteness check instead of RLlib's per-parameter ones.
+
+        Non-finite gradients fall back to RLlib's handling (zeroed or skipped, with a warning).
+        """
+        grads = list(gradients_dict.values())
+        if grads and not bool(torch.isfinite(torch.cat([g.reshape(-1) for g in grads])).all()):
+            return super().apply_gradients(gradients_dict)
+        for pid, grad in gradients_dict.items():
+            self._params[pid].grad = grad
+        for optim in self._optimizer_parameters:
+            optim.step()
 
     def _prepare_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Raw dataset columns → what the losses read (spec §2).
@@ -148,6 +164,8 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         else:
             out.pop(schema.REWARD_COMPONENTS, None)
         out[schema.POLICY_ID] = pid
+        if self.phase == 2:  # expert targets are phase-1 business
+            return out
         k = cfg.num_policies
         if schema.EXPERT_ACTIONS in batch:
             targets = batch[schema.EXPERT_ACTIONS].reshape(bsz, k, d).clone()

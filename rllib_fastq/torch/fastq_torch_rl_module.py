@@ -163,6 +163,12 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
 
     # -- forwards -----------------------------------------------------------------------------
 
+    def forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        # RLlib calls self.train() on every step; walking the module tree each time costs ~2 ms.
+        if not self.training:
+            self.train()
+        return self._forward_train(batch, **kwargs)
+
     def _forward_train(self, batch: dict[str, Any], phase: int = 1, **kwargs) -> dict[str, Any]:
         if phase == 1:
             b, a_hat = self.representations(batch[Columns.OBS])

@@ -49,9 +49,12 @@ class BatchedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
         w, b = (self.weight.detach(), self.bias.detach()) if detach_params else (self.weight, self.bias)
-        if x.dim() == 2:
-            return torch.einsum("bi,gio->bgo", x, w) + b
-        return torch.einsum("bgi,gio->bgo", x, w) + b
+        groups, inp, out = w.shape
+        if x.dim() == 2:  # shared input: one [B, in] x [in, G*out] matmul
+            y = torch.addmm(b.reshape(1, -1), x, w.permute(1, 0, 2).reshape(inp, groups * out))
+            return y.reshape(x.shape[0], groups, out)
+        # per-group input: one batched matmul over the groups ([G, B, in] x [G, in, out])
+        return torch.baddbmm(b[:, None, :], x.transpose(0, 1), w).transpose(0, 1)
 
 
 def mlp(in_dim: int, hiddens: Sequence[int], out_dim: int | None = None,

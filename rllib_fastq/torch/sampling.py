@@ -14,6 +14,8 @@ import torch
 from rllib_fastq.data import schema
 from rllib_fastq.torch.fastq_torch_rl_module import BR_NEXT_OBS, BR_OBS, EXPERT_ACTION_PREDS
 
+_PHASE1_ONLY = (schema.OBS, schema.NEW_OBS, schema.EXPERT_ACTIONS, schema.EXPERT_ACTIONS_MASK)
+
 
 class InMemorySampler:
     """Draws training batches (dicts of tensors, RLlib column names) from arrays in memory."""
@@ -38,8 +40,8 @@ class InMemorySampler:
     def has_cache(self) -> bool:
         return self._cache is not None
 
-    def _gather(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = {k: v[idx] for k, v in self.columns.items()}
+    def _gather(self, idx: torch.Tensor, skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+        out = {k: v[idx] for k, v in self.columns.items() if k not in skip}
         if self._cache is not None:
             out.update({k: v[idx] for k, v in self._cache.items()})
         return out
@@ -55,7 +57,9 @@ class InMemorySampler:
     def sample_phase2(self, batch_size: int) -> dict[str, torch.Tensor]:
         """Rows uniformly, with the cached representations when built."""
         idx = torch.randint(self.size, (batch_size,), generator=self.generator, device=self.device)
-        return self._gather(idx)
+        # With the cache, phase 2 reads representations instead of states and expert columns.
+        skip = _PHASE1_ONLY if self._cache is not None else ()
+        return self._gather(idx, skip)
 
     def build_cache(self, representations: Callable, chunk: int) -> None:
         """Store b_k(s) [N, K, br], b_p(s') [N, br] and â_k(s) [N, K, d] for every row."""
