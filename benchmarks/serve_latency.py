@@ -10,7 +10,8 @@ client-side (send to answer), throughput is answered requests per second.
 Direct baseline, in the same run: ``module.forward_inference`` in this process, one thread
 (like a replica), on a batch of ``c`` observations per call, i.e. what a perfectly batching
 server could do for ``c`` concurrent requests with no HTTP, JSON or queueing cost. Latency is
-per call, throughput is ``c`` / call time. Prints a Markdown table.
+per call, throughput is ``c`` / call time. Floor: the same clients on ``GET /healthz`` (no body,
+no model), i.e. the cost of Serve's HTTP proxy and router alone. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -79,13 +80,22 @@ def stats(latencies_s: list[float], wall_s: float, items: int) -> dict[str, floa
 
 
 async def load_server(url: str, obs: list[Any], concurrency: int, requests: int,
-                      max_s: float) -> dict[str, float]:
-    """``concurrency`` closed-loop clients until ``requests`` answers or ``max_s`` seconds."""
+                      max_s: float, floor: bool = False) -> dict[str, float]:
+    """``concurrency`` closed-loop clients until ``requests`` answers or ``max_s`` seconds.
+
+    ``floor``: ``GET /healthz`` instead (no body, no model): what Serve's proxy and router
+    cost on this machine, the ceiling any ``/act`` implementation could reach."""
+
+    async def call(client: httpx.AsyncClient, i: int) -> httpx.Response:
+        if floor:
+            return await client.get("/healthz")
+        return await client.post("/act", json={"obs": obs[i % len(obs)]})
+
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0) as client:
         for i in range(2 * concurrency):  # warm connections and the replica
-            (await client.post("/act", json={"obs": obs[i % len(obs)]})).raise_for_status()
+            (await call(client, i)).raise_for_status()
         start = time.perf_counter()
         deadline = start + max_s
         sent = 0
@@ -94,9 +104,8 @@ async def load_server(url: str, obs: list[Any], concurrency: int, requests: int,
             nonlocal sent
             while sent < requests and time.perf_counter() < deadline:
                 sent += 1
-                body = {"obs": obs[(w + sent) % len(obs)]}
                 t0 = time.perf_counter()
-                r = await client.post("/act", json=body)
+                r = await call(client, w + sent)
                 latencies.append(time.perf_counter() - t0)
                 r.raise_for_status()
 
@@ -173,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for c in args.concurrency:
             srv = asyncio.run(load_server(url, obs, c, args.requests, args.max_seconds))
+            base = asyncio.run(load_server(url, obs, c, args.requests, args.max_seconds, floor=True))
             direct = load_direct(module, obs, c, args.requests, args.max_seconds)
-            rows.append((c, srv, direct))
+            rows.append((c, srv, direct, base))
             print(f"c={c}: server p50 {srv['p50']:.2f} ms, {srv['rps']:.0f} req/s; "
                   f"direct p50 {direct['p50']:.2f} ms, {direct['rps']:.0f} obs/s", flush=True)
     finally:
@@ -188,11 +198,13 @@ def main(argv: list[str] | None = None) -> int:
           f"Python {sys.version.split()[0]}; load average at the end {os.getloadavg()[0]:.1f}; "
           f"Serve max_batch_size={args.max_batch_size}, batch_wait_timeout_s={args.batch_wait_timeout_s}\n")
     print("| concurrency | server p50 ms | server p99 ms | server req/s | direct p50 ms | direct p99 ms "
-          "| direct obs/s | p50 server/direct | throughput server/direct | requests |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for c, s, d in rows:
+          "| direct obs/s | p50 server/direct | throughput server/direct | requests "
+          "| floor p50 ms | floor req/s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c, s, d, b in rows:
         print(f"| {c} | {s['p50']:.2f} | {s['p99']:.2f} | {s['rps']:.0f} | {d['p50']:.2f} | {d['p99']:.2f} "
-              f"| {d['rps']:.0f} | {s['p50'] / d['p50']:.1f}x | {s['rps'] / d['rps']:.2f} | {s['n']} |")
+              f"| {d['rps']:.0f} | {s['p50'] / d['p50']:.1f}x | {s['rps'] / d['rps']:.2f} | {s['n']} "
+              f"| {b['p50']:.2f} | {b['rps']:.0f} |")
     return 0
 
 

@@ -19,6 +19,7 @@ are combined by ``@serve.batch`` into one forward pass; each row carries its own
 # Serve's ingress wrapper, or it reads the body parameter as a query string.
 import argparse
 import os
+import signal
 import time
 from typing import Any
 
@@ -126,7 +127,7 @@ class ObsValidator:
         steps, feats = lay.temporal
         t = o["temporal"]
         if not isinstance(t, list) or len(t) != steps:
-            got = f"{len(t)} rows" if isinstance(t, list) else type(t).__name__
+            got = len(t) if isinstance(t, list) else type(t).__name__
             raise BadRequest(f"{where}.temporal", f"expected {steps} rows of {feats} numbers, got {got}")
         flat: list = []
         for i, row in enumerate(t):
@@ -320,12 +321,20 @@ def run_cli(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"FAST-Q serving {args.checkpoint} at http://{host}:{args.port}/act "
           f"(docs: /docs, health: /healthz); Ctrl-C to stop.", flush=True)
+    # SIGTERM (docker stop, systemd) and SIGINT (even when started in the background, where
+    # the shell ignores it) both end the loop below, so Serve shuts down cleanly.
+    def _stop(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        pass
+        print("stopping ...", flush=True)
     finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
         serve.shutdown()
     return 0
 
