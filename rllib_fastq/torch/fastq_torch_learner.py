@@ -40,6 +40,9 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
     """Losses of spec §4 on :class:`FastQTorchRLModule`; optimizers experts/balancer/critic/actor."""
 
     def build(self) -> None:
+        cpus = self.config.num_cpus_per_learner
+        threads = self.config.torch_num_threads or (int(cpus) if isinstance(cpus, (int, float)) and cpus >= 1 else 1)
+        torch.set_num_threads(threads)
         super().build()
         self.sampler: InMemorySampler | None = None
         self._metric_sums: dict[str, torch.Tensor] = {}
