@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -61,6 +62,14 @@ GENERIC_SPEC: dict[str, Any] = {"name": "fastq", "config": {}, "learners": {"num
 
 # -- specs --------------------------------------------------------------------------------------
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string; learning rates are written that way."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+                              list("-+0123456789."))
+
+
 def _resolve_path(p: str, what: str) -> str:
     """Absolute path of ``p`` (relative to the working directory, else to the repository);
     absolute because Tune runs trials in their own directories."""
@@ -85,7 +94,7 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
         node = out
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+        node[parts[-1]] = yaml.load(value, Loader=_Loader)
     return out
 
 
@@ -119,7 +128,7 @@ def load_spec(path: str | None = None, overrides: Sequence[str] = (), data: Sequ
         path = _resolve_path(path, "--config")
         with open(path) as f:
             try:
-                spec = yaml.safe_load(f) or {}
+                spec = yaml.load(f, Loader=_Loader) or {}
             except yaml.YAMLError as e:
                 raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(spec, dict):
