@@ -15,9 +15,10 @@ are combined by ``@serve.batch`` into one forward pass; each row carries its own
 "best"), so requests naming different ``policy_id`` values share a batch.
 """
 
-# No `from __future__ import annotations`: FastAPI must see ActRequest as a class through
-# Serve's ingress wrapper, or it reads the body parameter as a query string.
+# No `from __future__ import annotations`: FastAPI resolves the handlers' annotations (Request)
+# through Serve's ingress wrapper, which does not see this module's globals.
 import argparse
+import json
 import os
 import signal
 import time
@@ -26,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from ray import serve
@@ -192,21 +192,6 @@ async def _bad_request(_: Request, exc: BadRequest) -> JSONResponse:
     return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=exc.status)
 
 
-@app.exception_handler(RequestValidationError)
-async def _invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:
-    # FastAPI's default answer is a list of pydantic errors; answer like BadRequest instead.
-    err = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid", "type": ""}
-    loc = [str(x) for x in err.get("loc", ()) if x != "body"]
-    if err.get("type") == "json_invalid":
-        return JSONResponse({"detail": f"body: invalid JSON ({err.get('msg')})", "field": "body"},
-                            status_code=400)
-    field = ".".join(loc) or "body"
-    msg = "missing" if err.get("type") == "missing" else err.get("msg", "invalid")
-    if field == "body":
-        msg = "expected a JSON object with 'obs'"
-    return JSONResponse({"detail": f"{field}: {msg}", "field": field}, status_code=422)
-
-
 @serve.deployment(ray_actor_options={"num_cpus": 1})
 @serve.ingress(app)
 class FastQServer:
@@ -223,6 +208,9 @@ class FastQServer:
         self.validate = ObsValidator(schema.ObsLayout.from_space(self.module.observation_space),
                                      max_request_size)
         self.default_policy = self.module.default_policy
+        # A generous bound (32 bytes per number, plus slack for keys and whitespace): rejects
+        # absurd bodies before buffering them, never a valid request of max_request_size rows.
+        self.max_body_bytes = max_request_size * (32 * self.validate.layout.flat_dim + 256) + 65536
         self._infer.set_max_batch_size(max_batch_size)
         self._infer.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
@@ -234,9 +222,21 @@ class FastQServer:
                 "action_dim": m.action_dim, "reward_components": list(m.decomposed_names),
                 "default_policy": self.default_policy}
 
-    @app.post("/act")
-    async def act(self, body: ActRequest) -> dict[str, Any]:
+    # The body is read and parsed here, not by FastAPI, so that its size is bounded before it
+    # is buffered and every error (invalid JSON included) gets this module's message format.
+    @app.post("/act", openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": ActRequest.model_json_schema()}}}})
+    async def act(self, request: Request) -> dict[str, Any]:
         """Actions for one observation (scalars per field) or a list (lists per field)."""
+        data = await self._read_json(request)
+        if not isinstance(data, dict):
+            raise BadRequest("body", f"expected a JSON object with 'obs', got {type(data).__name__}")
+        if "obs" not in data:
+            raise BadRequest("obs", "missing")
+        unknown = sorted(set(data) - set(ActRequest.model_fields))
+        if unknown:
+            raise BadRequest(unknown[0], f"unknown field (expected {sorted(ActRequest.model_fields)})")
+        body = ActRequest.model_validate(data)
         if not isinstance(body.explain, bool):
             raise BadRequest("explain", f"expected true or false, got {body.explain!r}")
         arm = _check_policy_id(body.policy_id, self.module.num_policies, self.default_policy)
@@ -245,6 +245,21 @@ class FastQServer:
         if single:
             out = {k: v[0] for k, v in out.items()}
         return out
+
+    async def _read_json(self, request: Request) -> Any:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise BadRequest("body", f"{declared} bytes exceed the limit of {self.max_body_bytes}", 413)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BadRequest("body", f"more than {self.max_body_bytes} bytes", 413)
+            chunks.append(chunk)
+        try:
+            return json.loads(b"".join(chunks))
+        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+            raise BadRequest("body", f"invalid JSON ({e})", 400) from None
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def _infer(self, items: list[tuple[np.ndarray, int, bool]]) -> list[dict[str, list]]:

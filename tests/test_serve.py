@@ -209,6 +209,8 @@ PP_BAD = [
     ({**_good_pp(), "explain": "yes"}, 422, "explain: expected true or false"),
     ({"policy_id": 0}, 422, "obs: missing"),
     ([1, 2, 3], 422, "body: expected a JSON object"),
+    ({**_good_pp(), "polciy_id": 1}, 422, "polciy_id: unknown field"),
+    (json.dumps(_good_pp()) + " " * 200_000, 413, "bytes exceed the limit of 138496"),
     ('{"obs": [1, 2', 400, "body: invalid JSON"),
     # json.dumps writes NaN / Infinity tokens, which Python's JSON parser (the server's) reads.
     (json.dumps(_bad(lambda o: o[1]["temporal"][2].__setitem__(4, float("nan")))), 422,
@@ -231,6 +233,13 @@ def test_bad_requests_get_4xx_naming_the_field_and_server_keeps_serving(client, 
     assert isinstance(detail, str) and r.json()["field"] in detail
     if text is not None:
         assert text in detail, detail
+    assert client.post("/pp/act", json=_good_pp()).status_code == 200
+
+
+def test_streamed_body_beyond_the_limit_is_cut_off(client):
+    r = client.post("/pp/act", content=iter([b'{"obs": [' + b" " * 100_000] + [b" " * 100_000] * 3),
+                    headers={"content-type": "application/json"})  # chunked: no content-length
+    assert r.status_code == 413 and r.json()["detail"] == "body: more than 138496 bytes"
     assert client.post("/pp/act", json=_good_pp()).status_code == 200
 
 
