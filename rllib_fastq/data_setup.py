@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 from ray.rllib.offline.offline_data import OfflineData
@@ -59,8 +60,12 @@ def infer_spaces(config: FastQConfig) -> tuple[gym.Space, gym.Space]:
     first = input_paths(config)[0]
     from rllib_fastq.data.io import _read_one, table_to_transitions
 
-    table = pq.read_table(first) if first.endswith(".parquet") else _read_one(first)
-    tr = table_to_transitions(table.slice(0, min(table.num_rows, 10_000)), source=first)
+    if first.endswith(".parquet"):  # the first 10k rows suffice: don't read a large file twice
+        pf = pq.ParquetFile(first)
+        table = pa.Table.from_batches([next(pf.iter_batches(batch_size=10_000))], schema=pf.schema_arrow)
+    else:
+        table = _read_one(first).slice(0, 10_000)
+    tr = table_to_transitions(table, source=first)
     layout = tr.meta.obs_layout or schema.ObsLayout(static=tr.obs.shape[1])
     if layout.temporal is None:
         obs_space: gym.Space = gym.spaces.Box(-np.inf, np.inf, (layout.static,), np.float32)

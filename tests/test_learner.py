@@ -140,3 +140,18 @@ def test_one_arm_trains_the_balancer_through_behaviour_cloning(ray_session, tmp_
     assert _changed(balancer, module.balancer)  # spec §6: the BR is not a frozen random map
     assert "adversary_loss" not in result["learners"][DEFAULT_MODULE_ID]
     algo.stop()
+
+
+def test_phase2_cache_equals_fresh_representations(algo):
+    learner = _learner(algo)
+    module = learner.module[DEFAULT_MODULE_ID]
+    learner.update_from_memory(num_steps=PRETRAIN + 1, timesteps={})  # builds the cache
+    cache = learner.sampler._cache
+    cols = learner.sampler.columns
+    with module.frozen_representations():
+        b, a_hat = module.representations(cols["obs"])
+        b_next, _ = module.representations(cols["new_obs"])
+    rows = torch.arange(b.shape[0])
+    assert torch.allclose(cache[BR_OBS], b, atol=1e-5)
+    assert torch.allclose(cache[EXPERT_ACTION_PREDS], a_hat, atol=1e-5)
+    assert torch.allclose(cache["br_next_obs"], b_next[rows, cols["policy_id"].long()], atol=1e-5)

@@ -62,19 +62,29 @@ class InMemorySampler:
         return self._gather(idx, skip)
 
     def build_cache(self, representations: Callable, chunk: int) -> None:
-        """Store b_k(s) [N, K, br], b_p(s') [N, br] and â_k(s) [N, K, d] for every row."""
+        """Store b_k(s) [N, K, br], b_p(s') [N, br] and â_k(s) [N, K, d] for every row.
+
+        Within an episode s' of row i is s of row i + 1, and frozen eval-mode networks map equal
+        inputs to equal outputs: b(s') is then copied instead of computed (half the work).
+        """
         obs, new_obs = self.columns[schema.OBS], self.columns[schema.NEW_OBS]
         pid = self.columns[schema.POLICY_ID].long()
-        parts: dict[str, list[torch.Tensor]] = {BR_OBS: [], BR_NEXT_OBS: [], EXPERT_ACTION_PREDS: []}
-        for start in range(0, self.size, chunk):
-            sl = slice(start, start + chunk)
-            b, a_hat = representations(obs[sl])
-            b_next, _ = representations(new_obs[sl])
-            rows = torch.arange(b_next.shape[0], device=self.device)
-            parts[BR_OBS].append(b)
-            parts[BR_NEXT_OBS].append(b_next[rows, pid[sl]])
-            parts[EXPERT_ACTION_PREDS].append(a_hat)
-        self._cache = {k: torch.cat(v) for k, v in parts.items()}
+
+        def chunked(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            parts = [representations(x[i: i + chunk]) for i in range(0, x.shape[0], chunk)]
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+        b, a_hat = chunked(obs)
+        next_is_row = torch.zeros(self.size, dtype=torch.bool, device=self.device)
+        next_is_row[:-1] = (new_obs[:-1] == obs[1:]).all(-1)
+        b_next = b.new_empty(self.size, b.shape[-1])
+        same = next_is_row.nonzero().squeeze(-1)
+        b_next[same] = b[same + 1, pid[same]]
+        other = (~next_is_row).nonzero().squeeze(-1)
+        if other.numel():
+            b_other, _ = chunked(new_obs[other])
+            b_next[other] = b_other[torch.arange(other.numel(), device=self.device), pid[other]]
+        self._cache = {BR_OBS: b, BR_NEXT_OBS: b_next, EXPERT_ACTION_PREDS: a_hat}
 
     def drop_cache(self) -> None:
         self._cache = None
