@@ -175,7 +175,9 @@ def test_healthz_and_openapi(client):
     f = client.get("/flat/healthz").json()
     assert f["observation"] == [3] and f["action_dim"] == 1 and f["num_policies"] == 2
     spec = client.get("/pp/openapi.json")
-    assert spec.status_code == 200 and "/act" in spec.json()["paths"]
+    assert spec.status_code == 200 and "/healthz" in spec.json()["paths"]
+    body = spec.json()["paths"]["/act"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["obs"] and set(body["properties"]) == {"obs", "policy_id", "explain"}
 
 
 def _good_pp() -> dict:
