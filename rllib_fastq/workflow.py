@@ -80,10 +80,11 @@ def _resolve_path(p: str, what: str) -> str:
     raise FileNotFoundError(f"{what}: {p} does not exist")
 
 
-def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
-    """``["alpha=2.5", "tune.num_samples=4"]`` → nested dict; a bare key names a ``config``
-    entry (or a top-level section such as ``env``); values are YAML (``[1, 2]``, ``{choice: [..]}``)."""
-    out: dict[str, Any] = {}
+def parse_overrides(overrides: Sequence[str]) -> list[tuple[list[str], Any]]:
+    """``["alpha=2.5", "tune.num_samples=4"]`` → ``[(path, value), ...]``; a bare key names a
+    ``config`` entry (or a top-level section such as ``env``); values are YAML (``[1, 2]``,
+    ``{choice: [..]}``) and replace what the path held."""
+    out = []
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -91,17 +92,9 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
         parts = key.strip().split(".")
         if len(parts) == 1 and parts[0] not in SECTIONS:
             parts = ["config", parts[0]]
-        node = out
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.load(value, Loader=_Loader)
-    return out
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        if parts[0] not in SECTIONS:
+            raise ValueError(f"--set/--override {item!r}: unknown section {parts[0]!r}; known: {list(SECTIONS)}")
+        out.append((parts, yaml.load(value, Loader=_Loader)))
     return out
 
 
@@ -140,11 +133,13 @@ def load_spec(path: str | None = None, overrides: Sequence[str] = (), data: Sequ
         spec = copy.deepcopy(PLAYER_PLATFORM_SPEC)
     else:
         spec = copy.deepcopy(GENERIC_SPEC)
-    extra = parse_overrides(overrides)
-    unknown = sorted(set(extra) - set(SECTIONS))
-    if unknown:
-        raise ValueError(f"--set: unknown section(s) {unknown}; known: {list(SECTIONS)}")
-    spec = _merge(spec, extra)
+    for parts, value in parse_overrides(overrides):
+        node = spec
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                node[p] = {}
+            node = node[p]
+        node[parts[-1]] = value
     if data:
         spec["data"] = list(data)
         if path is None and not Path(data[0]).resolve().parent.joinpath("card.json").exists():
@@ -153,7 +148,7 @@ def load_spec(path: str | None = None, overrides: Sequence[str] = (), data: Sequ
         spec["env"] = env
     if not spec.get("data"):
         raise ValueError("no data: give --data PATH or a config with a `data:` list")
-    spec["data"] = [_resolve_path(p, "--data") for p in ([spec["data"]] if isinstance(spec["data"], str)
+    spec["data"] = [_resolve_path(p, "data") for p in ([spec["data"]] if isinstance(spec["data"], str)
                                                          else spec["data"])]
     if spec.get("card"):
         spec["card"] = _resolve_path(spec["card"], "card")
@@ -226,7 +221,7 @@ def _check_out(out: str, overwrite: bool) -> None:
 def train(spec: dict[str, Any], *, iterations: int | None = None, out: str | None = None,
           overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train, save a checkpoint to ``out``, evaluate it (when the env is known); the summary."""
-    iterations = int(iterations or spec.get("run", {}).get("iterations", 10))
+    iterations = int(iterations if iterations is not None else spec.get("run", {}).get("iterations", 10))
     if iterations < 1:
         raise ValueError(f"--iterations: expected >= 1, got {iterations}")
     out = os.path.abspath(out or spec.get("run", {}).get("out", "checkpoints/fastq"))
@@ -417,7 +412,7 @@ def _tune_settings(spec: dict[str, Any]) -> dict[str, Any]:
     t = {"metric": EVAL_KEY if spec.get("env") else "learners/default_policy/td_loss",
          "mode": "max" if spec.get("env") else "min", "num_samples": 1, "max_concurrent_trials": 1,
          "scheduler": {"type": "asha"}, "stop": {"training_iteration": spec.get("run", {}).get("iterations", 10)},
-         "max_failures": 1, "checkpoint_frequency": 1, "num_to_keep": 2, "storage_path": "tune_results"}
+         "max_failures": 1, "checkpoint_frequency": 1, "num_to_keep": 2, "storage_path": "ray_results"}
     t.update(spec.get("tune") or {})
     unknown = sorted(set(t) - {"metric", "mode", "num_samples", "max_concurrent_trials", "scheduler", "stop",
                                "max_failures", "checkpoint_frequency", "num_to_keep", "storage_path"})

@@ -1,0 +1,135 @@
+"""The `fastq` command: --help of every subcommand, `train` and `evaluate` at smoke size, and the
+one-line errors (exit 2, no traceback) for user mistakes."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+
+import pytest
+
+from rllib_fastq import workflow
+from rllib_fastq.cli import main
+from rllib_fastq.data.io import write_transitions
+from tests.pendulum_data import make_pendulum_dataset
+
+HELDOUT = str(workflow.PLAYER_PLATFORM_DIR / "heldout.parquet")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "tune_configs")
+TINY = ["dataset_num_iters_per_learner=10", "pretrain_steps=10", "exploration_ramp_steps=20", "br_dim=16",
+        "expert_hiddens=[32,16]", "adversary_hiddens=[32]", "actor_hiddens=[32,32]", "critic_hiddens=[32,32]",
+        "lstm_hidden=16", "static_hidden=8", "evaluation.interval=1", "evaluation.episodes=2",
+        "run.final_eval_episodes=4"]
+
+
+@pytest.mark.parametrize("command", [["train"], ["tune"], ["evaluate"], ["serve"], ["data"], ["data", "mujoco"]])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*command, "--help"])
+    assert e.value.code == 0
+    assert f"usage: fastq {' '.join(command)}" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def checkpoint(ray_session, tmp_path_factory):
+    """`fastq train` at smoke size: (checkpoint dir, its stdout)."""
+    out = str(tmp_path_factory.mktemp("train") / "ckpt")
+    buf = io.StringIO()  # capsys is function-scoped: redirect by hand
+    with contextlib.redirect_stdout(buf):
+        rc = main(["train", "--data", HELDOUT, "--iterations", "2", "--out", out, "--set", *TINY])
+    assert rc == 0
+    return out, buf.getvalue()
+
+
+def test_train_progress_checkpoint_and_summary(checkpoint):
+    out, stdout = checkpoint
+    assert "iter 1/2 | phase 1 | expert_loss" in stdout and "iter 2/2 | phase 2 | td_loss" in stdout
+    assert "eval return" in stdout
+    assert os.path.isdir(os.path.join(out, "learner_group"))
+    run = json.loads(open(os.path.join(out, workflow.RUN_FILE)).read())
+    ev = run["summary"]["evaluation"]
+    assert ev["num_episodes"] == 4 and set(ev["components"]) == {"revenue", "engagement", "cost", "dwell"}
+    assert ev["best_arm"] == "competitive" and set(ev["arms"]) == {"retention", "competitive", "monetization"}
+    assert f"checkpoint: {out}" in stdout
+    assert f"mean return {ev['mean_return']:.3f}" in stdout and "best arm competitive 7.738" in stdout
+
+
+def test_evaluate_online_and_offline(checkpoint, capsys):
+    out, _ = checkpoint
+    assert main(["evaluate", out, "--episodes", "3", "--policy-id", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "policy 1: mean return" in text and "over 3 episodes" in text and "per component: revenue" in text
+    res_path = os.path.join(os.path.dirname(out), "offline.json")
+    assert main(["evaluate", out, "--data", HELDOUT, "--json", res_path]) == 0
+    off = json.loads(open(res_path).read())["offline"]
+    assert off["rows"] == 5000 and off["gamma"] == 0.9  # the player-platform spec's and off["td_rmse"] > 0
+    assert "TD RMSE" in capsys.readouterr().out
+
+
+def test_overwrite_replaces_checkpoint(ray_session, tmp_path):
+    out = tmp_path / "ckpt"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    assert main(["train", "--data", HELDOUT, "--iterations", "1", "--out", str(out), "--overwrite",
+                 "--set", *TINY, "run.final_eval_episodes=1"]) == 0
+    assert not (out / "stale.txt").exists() and (out / workflow.RUN_FILE).exists()
+
+
+def _bad_yaml(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("data: [x.parquet]\nsearch_space: {}\n")
+    return str(p)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--data", "missing.parquet"], "data: missing.parquet does not exist"),
+    (["train", "--set", "alpha"], "expected key=value"),
+    (["train", "--set", "alfa=2"], "unknown FastQConfig setting 'alfa'"),
+    (["train", "--set", "learners.num_gpus=1"], "learners: unknown key(s) ['num_gpus']"),
+    (["train", "--set", "alpha=-1"], "`alpha` must be a number >= 0"),
+    (["train", "--iterations", "0"], "--iterations: expected >= 1"),
+    (["train", "--config", "BAD_YAML"], "unknown key(s) ['search_space']"),
+    (["train", "--config", "missing.yaml"], "--config: missing.yaml does not exist"),
+    (["tune"], "give a tune_configs/*.yaml file or --resume DIR"),
+    (["tune", "--resume", "."], "not a `fastq tune` experiment"),
+    (["evaluate", "no/such/ckpt"], "checkpoint no/such/ckpt does not exist"),
+])
+def test_user_errors_exit_2_with_one_line(argv, message, tmp_path, capsys):
+    argv = [_bad_yaml(tmp_path) if a == "BAD_YAML" else a for a in argv]
+    if argv[0] == "train":  # never the default checkpoints/ of the working tree
+        argv += ["--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"fastq {argv[0]}: error: ")
+
+
+def test_existing_checkpoint_is_not_overwritten(checkpoint, capsys):
+    out, _ = checkpoint
+    before = sorted(os.listdir(out))
+    assert main(["train", "--data", HELDOUT, "--out", out]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert sorted(os.listdir(out)) == before
+
+
+def test_debug_shows_the_traceback():
+    with pytest.raises(FileNotFoundError, match="missing.parquet"):
+        main(["--debug", "train", "--data", "missing.parquet"])
+
+
+def test_specs_default_generic_and_shipped_configs(tmp_path):
+    spec = workflow.load_spec()  # `fastq train` without arguments: the main job
+    assert spec["env"] == workflow.PLAYER_PLATFORM_ENV and spec["data"][0].endswith("train.parquet")
+    assert spec["card"].endswith("card.json")
+    # Other data: FastQConfig's defaults, K read off the data, no env unless given.
+    path = write_transitions(make_pendulum_dataset(episodes=2), tmp_path / "p.parquet")
+    generic = workflow.load_spec(data=[str(path)], env="Pendulum-v1")
+    assert generic["config"] == {"num_policies": 2} and generic["env"] == "Pendulum-v1" and "card" not in generic
+    for name in ("smoke", "player_platform", "gpu_cluster"):
+        cfg, spec = workflow.config_from_yaml(os.path.join(CONFIGS, f"{name}.yaml"), ["actor_lr=1e-4"])
+        assert cfg.actor_lr == 1e-4 and spec["tune"]["metric"] == workflow.EVAL_KEY
+        assert workflow.search_space(spec["search"])
+    assert workflow.config_from_yaml(os.path.join(CONFIGS, "gpu_cluster.yaml"))[0].num_gpus_per_learner == 1
+    with pytest.raises(FileNotFoundError, match="Hopper-v5"):  # the MuJoCo data are made by `fastq data mujoco`
+        workflow.load_spec(os.path.join(CONFIGS, "mujoco_hopper.yaml"))
