@@ -336,10 +336,13 @@ def train(env_id: str, ckpt: str, steps: int, *, seed: int = 0, checkpoint_every
         cfg = SACConfig(**state["sac_config"])  # the run's own settings win over the CLI's
         seed = state["seed"]
         log(f"[{env_id}] resuming from step {state['step']} ({ckpt})")
-    state["budget"] = max(steps, state["step"])
     if state["step"] >= steps:
         log(f"[{env_id}] already trained for {state['step']} >= {steps} steps")
+        if state.get("budget", 0) > state["step"]:  # a lowered budget: record where it really ended
+            state["budget"] = state["step"]
+            atomic_torch_save(state, os.path.join(ckpt, "state.pt"))
         return state
+    state["budget"] = steps
     agent = SAC(obs_dim, act_dim, cfg, seed=seed)
     rng = np.random.default_rng(seed)
     # The last episode may run past the budget by up to one episode length.
