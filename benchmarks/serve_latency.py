@@ -10,7 +10,9 @@ client-side (send to answer), throughput is answered requests per second.
 Direct baseline, in the same run: ``module.forward_inference`` in this process, one thread
 (like a replica), on a batch of ``c`` observations per call, i.e. what a perfectly batching
 server could do for ``c`` concurrent requests with no HTTP, JSON or queueing cost. Latency is
-per call, throughput is ``c`` / call time. Floor: the same clients on ``GET /healthz`` (no body,
+per call, throughput is ``c`` / call time. With ``--obs-per-request k`` each request carries a
+list of ``k`` observations and the direct batches hold ``c * k``; the throughput ratio compares
+observations per second. Floor: the same clients on ``GET /healthz`` (no body,
 no model), i.e. the cost of Serve's HTTP proxy and router alone. Prints a Markdown table.
 """
 
@@ -80,7 +82,7 @@ def stats(latencies_s: list[float], wall_s: float, items: int) -> dict[str, floa
 
 
 async def load_server(url: str, obs: list[Any], concurrency: int, requests: int,
-                      max_s: float, floor: bool = False) -> dict[str, float]:
+                      max_s: float, floor: bool = False, per_request: int = 1) -> dict[str, float]:
     """``concurrency`` closed-loop clients until ``requests`` answers or ``max_s`` seconds.
 
     ``floor``: ``GET /healthz`` instead (no body, no model): what Serve's proxy and router
@@ -89,7 +91,9 @@ async def load_server(url: str, obs: list[Any], concurrency: int, requests: int,
     async def call(client: httpx.AsyncClient, i: int) -> httpx.Response:
         if floor:
             return await client.get("/healthz")
-        return await client.post("/act", json={"obs": obs[i % len(obs)]})
+        if per_request == 1:
+            return await client.post("/act", json={"obs": obs[i % len(obs)]})
+        return await client.post("/act", json={"obs": [obs[(i + j) % len(obs)] for j in range(per_request)]})
 
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -117,6 +121,7 @@ async def load_server(url: str, obs: list[Any], concurrency: int, requests: int,
 def load_direct(module: Any, obs: list[Any], concurrency: int, requests: int, max_s: float) -> dict[str, float]:
     """Batches of ``concurrency`` observations through ``forward_inference`` in this process."""
     batches = [to_tensor([obs[(i + j) % len(obs)] for j in range(concurrency)]) for i in range(8)]
+    requests = max(requests, 3 * concurrency)
     for b in batches[:3]:
         module.forward_inference({"obs": b})  # warm-up
     latencies: list[float] = []
@@ -149,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", help="Algorithm or RLModule checkpoint (default: train a small model)")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--obs-per-request", type=int, default=1,
+                   help="observations per POST /act (a list when > 1); direct batches match")
     p.add_argument("--requests", type=int, default=600, help="requests per concurrency level")
     p.add_argument("--max-seconds", type=float, default=30.0, help="time bound per level and path")
     p.add_argument("--max-batch-size", type=int, default=64)
@@ -181,9 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         url = f"http://127.0.0.1:{port}"
         rows = []
         for c in args.concurrency:
-            srv = asyncio.run(load_server(url, obs, c, args.requests, args.max_seconds))
+            k = args.obs_per_request
+            srv = asyncio.run(load_server(url, obs, c, args.requests, args.max_seconds, per_request=k))
             base = asyncio.run(load_server(url, obs, c, args.requests, args.max_seconds, floor=True))
-            direct = load_direct(module, obs, c, args.requests, args.max_seconds)
+            direct = load_direct(module, obs, c * k, args.requests * k, args.max_seconds)
             rows.append((c, srv, direct, base))
             print(f"c={c}: server p50 {srv['p50']:.2f} ms, {srv['rps']:.0f} req/s; "
                   f"direct p50 {direct['p50']:.2f} ms, {direct['rps']:.0f} obs/s", flush=True)
@@ -196,14 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nModel: {describe_model(module)}")
     print(f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
           f"Python {sys.version.split()[0]}; load average at the end {os.getloadavg()[0]:.1f}; "
-          f"Serve max_batch_size={args.max_batch_size}, batch_wait_timeout_s={args.batch_wait_timeout_s}\n")
+          f"Serve max_batch_size={args.max_batch_size}, batch_wait_timeout_s={args.batch_wait_timeout_s}; "
+          f"{args.obs_per_request} observation(s) per request\n")
     print("| concurrency | server p50 ms | server p99 ms | server req/s | direct p50 ms | direct p99 ms "
           "| direct obs/s | p50 server/direct | throughput server/direct | requests "
           "| floor p50 ms | floor req/s |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    k = args.obs_per_request
     for c, s, d, b in rows:
         print(f"| {c} | {s['p50']:.2f} | {s['p99']:.2f} | {s['rps']:.0f} | {d['p50']:.2f} | {d['p99']:.2f} "
-              f"| {d['rps']:.0f} | {s['p50'] / d['p50']:.1f}x | {s['rps'] / d['rps']:.2f} | {s['n']} "
+              f"| {d['rps']:.0f} | {s['p50'] / d['p50']:.1f}x | {s['rps'] * k / d['rps']:.2f} | {s['n']} "
               f"| {b['p50']:.2f} | {b['rps']:.0f} |")
     return 0
 

@@ -80,9 +80,18 @@ class ActRequest(BaseModel):
                          json_schema_extra={"type": "boolean"})
 
 
+# Exact types: JSON true/false parse to bool, a subclass of int, and are not observations.
+_NUMBER_TYPES = frozenset((float, int))
+
+
 def _is_number(v: Any) -> bool:
-    # JSON true/false parse to bool, a subclass of int: they are not observations.
-    return type(v) is float or type(v) is int
+    return type(v) in _NUMBER_TYPES
+
+
+def _json_type(v: Any) -> str:
+    """The JSON name of a parsed value's type, for error messages."""
+    names = {bool: "boolean", str: "string", type(None): "null", dict: "object", list: "array"}
+    return names.get(type(v), "number")
 
 
 class ObsValidator:
@@ -100,12 +109,12 @@ class ObsValidator:
 
     def _vector(self, v: Any, n: int, where: str) -> list:
         if not isinstance(v, list):
-            raise BadRequest(where, f"expected a list of {n} numbers, got {type(v).__name__}")
+            raise BadRequest(where, f"expected an array of {n} numbers, got {_json_type(v)}")
         if len(v) != n:
             raise BadRequest(where, f"expected {n} numbers, got {len(v)}")
-        if not all(_is_number(x) for x in v):
+        if not _NUMBER_TYPES.issuperset(map(type, v)):  # C-level loop: ~2x a generator
             i = next(i for i, x in enumerate(v) if not _is_number(x))
-            raise BadRequest(f"{where}[{i}]", f"expected a number, got {type(v[i]).__name__}")
+            raise BadRequest(f"{where}[{i}]", f"expected a number, got {_json_type(v[i])}")
         return v
 
     def _one(self, o: Any, where: str) -> list:
@@ -117,7 +126,7 @@ class ObsValidator:
         if not isinstance(o, dict):
             raise BadRequest(where, f"expected an object with 'temporal' {list(lay.temporal)} and "
                              f"'static' [{lay.static}] (or {lay.flat_dim} numbers), got "
-                             f"{type(o).__name__}")
+                             f"{_json_type(o)}")
         for key in ("temporal", "static"):
             if key not in o:
                 raise BadRequest(f"{where}.{key}", "missing")
@@ -127,7 +136,7 @@ class ObsValidator:
         steps, feats = lay.temporal
         t = o["temporal"]
         if not isinstance(t, list) or len(t) != steps:
-            got = len(t) if isinstance(t, list) else type(t).__name__
+            got = len(t) if isinstance(t, list) else _json_type(t)
             raise BadRequest(f"{where}.temporal", f"expected {steps} rows of {feats} numbers, got {got}")
         flat: list = []
         for i, row in enumerate(t):
@@ -230,7 +239,7 @@ class FastQServer:
         """Actions for one observation (scalars per field) or a list (lists per field)."""
         data = await self._read_json(request)
         if not isinstance(data, dict):
-            raise BadRequest("body", f"expected a JSON object with 'obs', got {type(data).__name__}")
+            raise BadRequest("body", f"expected a JSON object with 'obs', got {_json_type(data)}")
         if "obs" not in data:
             raise BadRequest("obs", "missing")
         unknown = sorted(set(data) - set(ActRequest.model_fields))
