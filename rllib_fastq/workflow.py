@@ -495,7 +495,7 @@ def tune_search(spec: dict[str, Any] | None = None, *, resume: str | None = None
         name = f"{spec.get('name', 'fastq')}_{time.strftime('%Y%m%d_%H%M%S')}"
         experiment = os.path.join(storage, name)
         os.makedirs(experiment, exist_ok=True)
-        Path(experiment, SPEC_FILE).write_text(json.dumps(spec, indent=1))
+        Path(experiment, SPEC_FILE).write_text(json.dumps(spec, indent=1, default=repr))  # repr: callables
         tuner = tune.Tuner(
             "FASTQ", param_space=cfg,
             tune_config=tune.TuneConfig(metric=t["metric"], mode=t["mode"], num_samples=int(t["num_samples"]),

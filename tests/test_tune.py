@@ -64,3 +64,22 @@ def test_interrupted_search_resumes(ray_session, tmp_path, capsys):
     assert all(t["iterations"] == 2 and t[METRIC] is not None for t in best["trials"])
     assert f"resuming {experiment}" in capsys.readouterr().out
 
+
+
+def test_failed_trial_is_retried_from_its_checkpoint(ray_session, tmp_path):
+    marker = tmp_path / "failed_once"
+
+    def fail_once_at_iteration_2(algorithm, metrics_logger=None, result=None, **kwargs):
+        if result["training_iteration"] == 2 and not marker.exists():
+            marker.write_text("x")
+            raise RuntimeError("injected trial failure")
+
+    spec = workflow.load_spec(SMOKE, [f"tune.storage_path={tmp_path}", "search.alpha={choice: [2.0]}",
+                                      "tune.max_failures=1"])
+    spec["config"]["callbacks_on_train_result"] = fail_once_at_iteration_2
+    best = workflow.tune_search(spec)
+    assert marker.exists()  # it did fail once
+    (trial,) = best["trials"]
+    assert trial["error"] is None and trial["iterations"] == 2 and trial[METRIC] is not None
+    result = json.loads(open(os.path.join(best["experiment"], trial["trial"], "result.json")).readlines()[-1])
+    assert result["iterations_since_restore"] == 1  # restored at iteration 1, not restarted from scratch
