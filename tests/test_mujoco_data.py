@@ -196,3 +196,18 @@ def test_shipped_data_exists_and_is_consistent():
                 assert tr.meta.num_policies == len(info["policy_names"]) and len(tr) == info["rows"]
                 assert set(np.unique(tr.policy_id).tolist()) <= set(range(len(info["policy_names"])))
                 check_episodes(tr)
+
+
+def test_shipped_random_share_is_reproducible():
+    """The uniform-random share of each shipped multi-policy set is regenerated bit for bit."""
+    cards = sorted(glob.glob(os.path.join(SHIPPED, "*", "card.json")))
+    for card_path in cards:
+        with open(card_path) as f:
+            card = json.load(f)
+        shipped = read_transitions(os.path.join(os.path.dirname(card_path), "multi-policy.parquet"))
+        n = min(1000, int((shipped.policy_id == 0).sum()))
+        # Same seed offset as make_datasets uses for policy 0 of the multi-policy set.
+        tr, _ = mujoco.rollout(card["env_id"], None, n, seed=card["seed"] + 201, policy_id=0,
+                               eps_prefix="p0-")
+        for name in ("obs", "actions", "rewards", "new_obs", "terminateds", "eps_id", "t"):
+            assert np.array_equal(getattr(tr, name), getattr(shipped, name)[:n]), (card_path, name)

@@ -111,8 +111,8 @@ def rollout(env_id: str, actor: Any, n: int, *, seed: int, policy_id: int,
     low, high = env.action_space.low, env.action_space.high
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    cols: dict[str, list] = {k: [] for k in ("obs", "actions", "rewards", "new_obs", "term", "trunc",
-                                             "eps", "t")}
+    keys = ("obs", "actions", "rewards", "new_obs", "term", "trunc", "eps", "t")
+    cols: dict[str, list] = {k: [] for k in keys}
     returns, ep = [], 0
     while len(cols["obs"]) < n:
         obs, _ = env.reset(seed=env_seed(seed, ep))
@@ -124,8 +124,7 @@ def rollout(env_id: str, actor: Any, n: int, *, seed: int, policy_id: int,
                 a = actor.act(obs, generator=gen)
             new_obs, r, term, trunc, _ = env.step(low + (a + 1.0) * 0.5 * (high - low))
             done = term or trunc
-            for k, v in (("obs", obs), ("actions", a), ("rewards", r), ("new_obs", new_obs),
-                         ("term", term), ("trunc", trunc), ("eps", f"{eps_prefix}{ep:06d}"), ("t", t)):
+            for k, v in zip(keys, (obs, a, r, new_obs, term, trunc, f"{eps_prefix}{ep:06d}", t)):
                 cols[k].append(v)
             total, t, obs = total + float(r), t + 1, new_obs
         if done:
@@ -134,13 +133,10 @@ def rollout(env_id: str, actor: Any, n: int, *, seed: int, policy_id: int,
             cols["trunc"][-1] = True  # our cut, not the environment's: bootstrap through it
         ep += 1
     env.close()
-    tr = Transitions(
-        obs=np.asarray(cols["obs"], np.float32), actions=np.asarray(cols["actions"], np.float32),
-        rewards=np.asarray(cols["rewards"], np.float32), new_obs=np.asarray(cols["new_obs"], np.float32),
-        terminateds=np.asarray(cols["term"], bool), truncateds=np.asarray(cols["trunc"], bool),
-        eps_id=np.asarray(cols["eps"]), t=np.asarray(cols["t"], np.int64),
-        policy_id=np.full(n, policy_id, np.int64),
-    )
+    tr = Transitions(**{k: np.asarray(cols[k], np.float32) for k in keys[:4]},
+                     terminateds=np.asarray(cols["term"], bool), truncateds=np.asarray(cols["trunc"], bool),
+                     eps_id=np.asarray(cols["eps"]), t=np.asarray(cols["t"], np.int64),
+                     policy_id=np.full(n, policy_id, np.int64))
     return tr, returns
 
 
@@ -152,11 +148,10 @@ def replay_transitions(out_dir: str, env_id: str, state: dict[str, Any], upto: i
     """
     from rllib_fastq.data.sac import ReplayBuffer
 
-    z = glob.glob(os.path.join(checkpoint_dir(out_dir, env_id), "replay", "seg_*.npz"))
-    with np.load(sorted(z)[0]) as first:
-        obs_dim, act_dim = first["obs"].shape[1], first["actions"].shape[1]
-    buf = ReplayBuffer(upto, obs_dim, act_dim)
-    buf.load_segments(os.path.join(checkpoint_dir(out_dir, env_id), "replay"), upto)
+    replay = os.path.join(checkpoint_dir(out_dir, env_id), "replay")
+    with np.load(sorted(glob.glob(os.path.join(replay, "seg_*.npz")))[0]) as first:
+        buf = ReplayBuffer(upto, first["obs"].shape[1], first["actions"].shape[1])
+    buf.load_segments(replay, upto)
     done = buf.terminateds | buf.truncateds
     episode = np.concatenate([[0], np.cumsum(done)[:-1]])
     starts = np.flatnonzero(np.concatenate([[True], done[:-1]]))
@@ -199,12 +194,11 @@ def _versions() -> dict[str, str]:
     import platform
     from importlib import metadata
 
-    out = {"python": platform.python_version()}
-    for pkg in ("numpy", "torch", "gymnasium", "mujoco", "pyarrow"):
-        out[pkg] = metadata.version(pkg)
     from rllib_fastq import __version__
 
-    return {**out, "rllib_fastq": __version__}
+    pkgs = ("numpy", "torch", "gymnasium", "mujoco", "pyarrow")
+    return {"python": platform.python_version(), **{p: metadata.version(p) for p in pkgs},
+            "rllib_fastq": __version__}
 
 
 def write_parquet(tr: Transitions, path: str) -> str:
