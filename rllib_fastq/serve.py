@@ -18,6 +18,7 @@ are combined by ``@serve.batch`` into one forward pass; each row carries its own
 # No `from __future__ import annotations`: FastAPI resolves the handlers' annotations (Request)
 # through Serve's ingress wrapper, which does not see this module's globals.
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -270,16 +271,21 @@ class FastQServer:
         except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
             raise BadRequest("body", f"invalid JSON ({e})", 400) from None
 
+    def _forward(self, obs: torch.Tensor, arms: torch.Tensor, explain: bool) -> dict[str, Any]:
+        with torch.no_grad():
+            if explain:
+                return self.module.explain(obs, arms)
+            return self.module.forward_inference({"obs": obs, schema.POLICY_ID: arms})
+
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def _infer(self, items: list[tuple[np.ndarray, int, bool]]) -> list[dict[str, list]]:
         """One forward pass over every observation of every request in the batch."""
         obs = torch.from_numpy(np.concatenate([o for o, _, _ in items]))
         arms = torch.cat([torch.full((len(o),), a, dtype=torch.long) for o, a, _ in items])
-        with torch.no_grad():
-            if any(e for _, _, e in items):  # explain() also returns the actions: one pass
-                res = self.module.explain(obs, arms)
-            else:
-                res = self.module.forward_inference({"obs": obs, schema.POLICY_ID: arms})
+        explain = any(e for _, _, e in items)  # explain() also returns the actions: one pass
+        # In a worker thread: torch releases the GIL, so the event loop keeps reading and
+        # validating the next requests (the next batch) while this one computes.
+        res = await asyncio.to_thread(self._forward, obs, arms, explain)
         actions = res["actions"].tolist()
         chosen = res[schema.POLICY_ID].tolist()
         if "q" in res:
