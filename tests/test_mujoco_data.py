@@ -23,6 +23,15 @@ SHIPPED = os.path.join(REPO, "offline_data", "mujoco")
 POLICY_IDS = {"medium": {0}, "high": {0}, "medium-high": {0, 1}, "multi-policy": {0, 1, 2, 3, 4}}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _cwd_outside_the_repo(tmp_path_factory):
+    """MuJoCo logs a deprecation warning to MUJOCO_LOG.TXT in the cwd; keep it out of the repo."""
+    old = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(old)
+
+
 def check_episodes(tr: Transitions) -> None:
     """Episodes are contiguous, t counts 0, 1, ..., only the last step ends, new_obs chains."""
     n = len(tr)
