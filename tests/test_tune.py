@@ -1,4 +1,5 @@
-"""`fastq tune` on tune_configs/smoke.yaml: a search runs to completion, and an interrupted one resumes."""
+"""`fastq tune` on tune_configs/smoke.yaml: an interrupted search resumes and runs to completion (metric
+reported, best trial exported); a failed trial is retried from its last checkpoint."""
 
 from __future__ import annotations
 
@@ -20,24 +21,6 @@ def _experiment(storage) -> str:
     return os.path.join(storage, name)
 
 
-def test_smoke_search_reports_metric_and_exports_best(ray_session, tmp_path, capsys):
-    export = tmp_path / "best.json"
-    rc = main(["tune", SMOKE, "--override", f"tune.storage_path={tmp_path / 'runs'}", "--export", str(export)])
-    assert rc == 0
-    out = capsys.readouterr().out
-    assert "phase 2" in out and "eval return" in out  # progress lines
-    best = json.loads(export.read_text())
-    assert len(best["trials"]) == 2
-    assert all(t["iterations"] == 2 and t[METRIC] is not None and t["error"] is None for t in best["trials"])
-    assert best["best_value"] == max(t[METRIC] for t in best["trials"])
-    assert best["best_config"]["alpha"] in (2.0, 3.0)
-    assert os.path.isdir(os.path.join(best["best_checkpoint"], "learner_group"))
-    assert f"best checkpoint: {best['best_checkpoint']}" in out
-    # The exported checkpoint evaluates with the env recorded in the experiment.
-    res = workflow.evaluate_checkpoint(best["best_checkpoint"], episodes=2)
-    assert res["env"] == workflow.PLAYER_PLATFORM_ENV and "revenue" in res["components"]
-
-
 _interrupted: list[bool] = []
 
 
@@ -51,19 +34,30 @@ class _InterruptAfterFirstTrial(tune.Callback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_interrupted_search_resumes(ray_session, tmp_path, capsys):
+def test_interrupted_search_resumes_and_exports_best(ray_session, tmp_path, capsys):
     spec = workflow.load_spec(SMOKE, [f"tune.storage_path={tmp_path}"])
     first = workflow.tune_search(spec, callbacks=[_InterruptAfterFirstTrial()])  # Tune returns on Ctrl+C
     experiment = _experiment(tmp_path)
     assert _interrupted and first["experiment"] == experiment
     assert [t["iterations"] for t in first["trials"]].count(2) == 1, first["trials"]
+    capsys.readouterr()  # only the resumed run's output below
 
-    assert main(["tune", "--resume", experiment]) == 0
-    best = json.loads(open(os.path.join(experiment, "best.json")).read())
+    export = tmp_path / "best.json"
+    assert main(["tune", "--resume", experiment, "--export", str(export)]) == 0
+    out = capsys.readouterr().out
+    assert f"resuming {experiment}" in out
+    assert "phase 2" in out and "eval return" in out  # progress lines of the resumed trial
+    best = json.loads(export.read_text())
+    assert best == json.loads(open(os.path.join(experiment, "best.json")).read())
     assert len(best["trials"]) == 2
-    assert all(t["iterations"] == 2 and t[METRIC] is not None for t in best["trials"])
-    assert f"resuming {experiment}" in capsys.readouterr().out
-
+    assert all(t["iterations"] == 2 and t[METRIC] is not None and t["error"] is None for t in best["trials"])
+    assert best["best_value"] == max(t[METRIC] for t in best["trials"])
+    assert best["best_config"]["alpha"] in (2.0, 3.0)
+    assert os.path.isdir(os.path.join(best["best_checkpoint"], "learner_group"))
+    assert f"best checkpoint: {best['best_checkpoint']}" in out
+    # The exported checkpoint evaluates with the env recorded in the experiment.
+    res = workflow.evaluate_checkpoint(best["best_checkpoint"], episodes=2)
+    assert res["env"] == workflow.PLAYER_PLATFORM_ENV and "revenue" in res["components"]
 
 
 def test_failed_trial_is_retried_from_its_checkpoint(ray_session, tmp_path):
