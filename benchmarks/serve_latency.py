@@ -167,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     from ray import serve
     from ray.rllib.core.rl_module.rl_module import RLModule
 
+    from rllib_fastq.local_ray import init_local_ray
     from rllib_fastq.serve import build_app, resolve_module_checkpoint
 
-    ray.init(num_cpus=args.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False, configure_logging=False)
+    init_local_ray(num_cpus=args.num_cpus, log_to_driver=False, configure_logging=False)
     tmp = None
     try:
         ckpt = args.checkpoint

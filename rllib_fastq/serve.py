@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from ray import serve
 
 from rllib_fastq.data import schema
+from rllib_fastq.local_ray import init_local_ray
 
 #: Where an RLModule checkpoint lies inside the checkpoints RLlib writes, tried in order.
 _MODULE_SUBDIRS = (
@@ -338,14 +339,11 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C. Starts a local Ray session on 127.0.0.1 unless one is running."""
-    import ray
 
     app_ = build_app(args.checkpoint, max_batch_size=args.max_batch_size,
                      batch_wait_timeout_s=args.batch_wait_timeout_s,
                      max_request_size=args.max_request_size, num_replicas=args.num_replicas)
-    if not ray.is_initialized():
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 configure_logging=False)
+    init_local_ray(num_cpus=args.num_cpus, configure_logging=False)
     serve.start(http_options={"host": args.host, "port": args.port})
     serve.run(app_, name="fastq", route_prefix="/")
     host = f"[{args.host}]" if ":" in args.host else args.host

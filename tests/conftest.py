@@ -15,8 +15,8 @@ def ray_session():
     """A local Ray session on 127.0.0.1, started once per test run (start-up costs seconds)."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=False, configure_logging=False)
+    from rllib_fastq.local_ray import init_local_ray
+
+    init_local_ray(num_cpus=2, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()

@@ -1,0 +1,25 @@
+"""Start a single-machine Ray session that talks over loopback only."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ray
+from ray._private import ray_constants
+
+
+def init_local_ray(num_cpus: int = 2, **kwargs: Any) -> None:
+    """``ray.init`` on 127.0.0.1, no dashboard; a no-op when Ray is already running.
+
+    Ray replaces a loopback ``_node_ip_address`` with the machine's network address unless its
+    cluster mode is off (``ray._private.services.get_node_ip_address``); a local session needs
+    no cluster, so it is switched off here (the environment variable reaches Ray's workers).
+    For a real cluster, call ``ray.init(address=...)`` yourself instead.
+    """
+    if ray.is_initialized():
+        return
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    kwargs.setdefault("include_dashboard", False)
+    ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
