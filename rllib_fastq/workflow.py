@@ -110,6 +110,12 @@ def _num_policies(paths: list[str]) -> int:
     return k
 
 
+def _player_platform_data(data: Sequence[str] | None) -> bool:
+    """True when the first data path sits beside a player-platform dataset card."""
+    card = Path(data[0]).resolve().parent / "card.json" if data else None
+    return card is not None and card.is_file() and json.loads(card.read_text()).get("name") == "player-platform"
+
+
 def load_spec(path: str | None = None, overrides: Sequence[str] = (), data: Sequence[str] | None = None,
               env: str | None = None) -> dict[str, Any]:
     """The run spec: a YAML file (or the defaults) with ``overrides``, ``data`` and ``env`` applied.
@@ -129,7 +135,7 @@ def load_spec(path: str | None = None, overrides: Sequence[str] = (), data: Sequ
         unknown = sorted(set(spec) - set(SECTIONS))
         if unknown:
             raise ValueError(f"{path}: unknown key(s) {unknown}; known sections: {list(SECTIONS)}")
-    elif not data or Path(data[0]).resolve().parent.joinpath("card.json").exists():
+    elif not data or _player_platform_data(data):
         spec = copy.deepcopy(PLAYER_PLATFORM_SPEC)
     else:
         spec = copy.deepcopy(GENERIC_SPEC)
@@ -142,7 +148,7 @@ def load_spec(path: str | None = None, overrides: Sequence[str] = (), data: Sequ
         node[parts[-1]] = value
     if data:
         spec["data"] = list(data)
-        if path is None and not Path(data[0]).resolve().parent.joinpath("card.json").exists():
+        if path is None and not _player_platform_data(data):
             spec.pop("card", None)
     if env is not None:
         spec["env"] = env
@@ -171,11 +177,10 @@ def build_config(spec: dict[str, Any]) -> FastQConfig:
         raise ValueError(f"learners: unknown key(s) {bad}; known: {list(LEARNER_KEYS)}")
     cfg.learners(**learners)
     ev = spec.get("evaluation") or {}
-    if spec.get("env"):
+    if spec.get("env") and ev.get("interval"):  # else the env only serves the final evaluation
         cfg.environment(env=spec["env"], env_config=dict(spec.get("env_config") or {}))
-        if ev.get("interval"):
-            cfg.evaluation(evaluation_interval=int(ev["interval"]), evaluation_num_env_runners=0,
-                           evaluation_duration=int(ev.get("episodes", 10)), evaluation_duration_unit="episodes")
+        cfg.evaluation(evaluation_interval=int(ev["interval"]), evaluation_num_env_runners=0,
+                       evaluation_duration=int(ev.get("episodes", 10)), evaluation_duration_unit="episodes")
     cfg.validate()
     return cfg
 
@@ -306,8 +311,9 @@ def evaluate_module(module: Any, spec: dict[str, Any], *, episodes: int = 100, p
         seed = seed if seed is not None else (card or {}).get("online", {}).get("eval_seed", 2_000_006)
         res = evaluate_policy(rollout.policy_fn(module, policy_id), spec.get("env_config") or {}, episodes, seed)
     else:
-        res = rollout.evaluate_module(module, env, num_episodes=episodes, seed=10_000 if seed is None else seed,
-                                      policy_id=policy_id, env_config=spec.get("env_config"))
+        seed = 10_000 if seed is None else seed  # above the seeds data generators use
+        res = rollout.evaluate_module(module, env, num_episodes=episodes, seed=seed, policy_id=policy_id,
+                                      env_config=spec.get("env_config"))
         try:
             from rllib_fastq.evaluation.scores import normalized_score
 

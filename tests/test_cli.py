@@ -133,3 +133,14 @@ def test_specs_default_generic_and_shipped_configs(tmp_path):
     assert workflow.config_from_yaml(os.path.join(CONFIGS, "gpu_cluster.yaml"))[0].num_gpus_per_learner == 1
     with pytest.raises(FileNotFoundError, match="Hopper-v5"):  # the MuJoCo data are made by `fastq data mujoco`
         workflow.load_spec(os.path.join(CONFIGS, "mujoco_hopper.yaml"))
+
+
+def test_train_on_other_data_evaluates_in_the_named_env(ray_session, tmp_path, capsys):
+    """No card, no YAML: K from the data, the env only for the final evaluation."""
+    data = write_transitions(make_pendulum_dataset(episodes=2), tmp_path / "p.parquet")
+    assert main(["train", "--data", str(data), "--env", "Pendulum-v1", "--iterations", "2", "--out",
+                 str(tmp_path / "ckpt"), "--set", "dataset_num_iters_per_learner=10", "pretrain_steps=10",
+                 "run.final_eval_episodes=1"]) == 0
+    out = capsys.readouterr().out
+    assert "K=2" in out and "over 1 episodes of Pendulum-v1 (seed 10000)" in out
+    assert "logging arms" not in out  # no card for this data
