@@ -260,6 +260,13 @@ def tables(res: dict[str, Any]) -> str:
         for name, ref in refs:
             cells = [_pct(s["FAST-Q"][k][0], ref[k][0]) for k in ("return", "revenue", "engagement", "dwell", "cost")]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| method | casual | competitive | spender |  (return per observed segment)", "|---|---|---|---|"]
+    evs = {m: [r["eval"] for r in res["runs"][m].values()] for m in ORDER if res["runs"].get(m)}
+    evs |= {m: [ev] for m, ev in res.get("rules", {}).items()}
+    for m, runs in evs.items():
+        segs = [np.mean([r["segment_returns"].get(g, np.nan) for r in runs])
+                for g in ("casual", "competitive", "spender")]
+        lines.append(f"| {m} | " + " | ".join(f"{v:.2f}" for v in segs) + " |")
     cf = res.get("counterfactual", {})
     if cf:
         lines += ["", "| critic | continuation | seeds | pairwise acc. | top-1 acc. | Spearman (within state) "
@@ -295,17 +302,17 @@ def plots(res: dict[str, Any], outdir: pathlib.Path, suffix: str = "") -> None:
         x = [p[0] for p in curves[0][:n]]
         y = np.array([[p[1] for p in c[:n]] for c in curves])
         ax.errorbar(x, y.mean(0), yerr=y.std(0), marker="o", capsize=3, label=f"{m} ({len(curves)} seeds)")
-    for m, style in (("arm 1 (competitive)", "--"), ("per-segment oracle", ":")):
-        if m in s:
-            ax.axhline(s[m]["return"][0], ls=style, color="grey", label=m)
-    ax.set(xlabel="gradient steps (FAST-Q: incl. phase 1)", ylabel="return on held-out players",
+    for (m, v), style in zip(res.get("rules_curve", {}).items(), ("--", ":")):
+        ax.axhline(v, ls=style, color="grey", label=m)
+    n_curve = res["meta"]["budget"]["curve_episodes"]
+    ax.set(xlabel="gradient steps (FAST-Q: incl. phase 1)", ylabel=f"return, first {n_curve} held-out players",
            title="Player platform: learning curves")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(outdir / f"player_platform_learning_curves{suffix}.png", dpi=120)
     plt.close(fig)
 
-    names = [m for m in ("FAST-Q", "TD3+BC", "arm 1 (competitive)") if m in s]
+    names = [m for m in ("FAST-Q", "TD3+BC", "RLlib BC", "arm 1 (competitive)", "per-segment oracle") if m in s]
     fig, ax = plt.subplots(figsize=(7, 4))
     w = 0.8 / max(1, len(names))
     for i, m in enumerate(names):
@@ -352,13 +359,19 @@ def main() -> None:
         Bench(args).run()
         ray.shutdown()
     res = json.loads(pathlib.Path(args.out).read_text())
+    if "rules_curve" not in res:  # reference lines of the learning curves, on the curves' players
+        from rllib_fastq.envs import ArmPolicy, SegmentOraclePolicy
+
+        n = res["meta"]["budget"]["curve_episodes"]
+        res["rules_curve"] = {"arm 1 (competitive)": evaluate(ArmPolicy(1), False, n)["mean_return"],
+                              "per-segment oracle": evaluate(SegmentOraclePolicy((0, 1, 2)), False, n)["mean_return"]}
     for extra in filter(None, args.merge.split(",")):
         other = json.loads(pathlib.Path(extra).read_text())
         for key in ("runs", "counterfactual"):
             for m, by_seed in other.get(key, {}).items():
                 res[key].setdefault(m, {}).update(by_seed)
         res["failures"].update(other.get("failures", {}))
-        pathlib.Path(args.out).write_text(json.dumps(res, indent=1, default=float))
+    pathlib.Path(args.out).write_text(json.dumps(res, indent=1, default=float))
     print(tables(res))
     plots(res, pathlib.Path(args.out).parent, suffix="_quick" if args.quick else "")
 
