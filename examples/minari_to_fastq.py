@@ -22,6 +22,7 @@ from minari.data_collector import EpisodeBuffer  # noqa: E402
 
 from rllib_fastq.data.convert import minari_to_parquet  # noqa: E402
 from rllib_fastq.evaluation.rollout import evaluate_module  # noqa: E402
+from rllib_fastq.local_ray import init_local_ray  # noqa: E402
 
 args = parse_args(__doc__)
 episodes, iterations, steps = (6, 3, 20) if args.smoke else (60, 20, 250)
@@ -59,7 +60,7 @@ print(f"Minari dataset {dataset.spec.dataset_id}: {dataset.total_episodes} episo
 path = minari_to_parquet("pendulum/two-arms-v0", os.path.join(tempfile.mkdtemp(), "pendulum.parquet"))
 print(f"converted to {path}")
 
-ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+init_local_ray(num_cpus=2, log_to_driver=False)  # Ray on 127.0.0.1 only
 algo = tiny_config(path, num_policies=2, steps=steps).build_algo()
 for _ in range(iterations):
     r = algo.train()["learners"]["default_policy"]

@@ -19,6 +19,7 @@ from _tiny import parse_args, tiny_config
 
 from rllib_fastq.data.convert import from_dataframe
 from rllib_fastq.data.io import write_transitions
+from rllib_fastq.local_ray import init_local_ray
 
 args = parse_args(__doc__)
 users, horizon, iterations, steps = (40, 10, 3, 10) if args.smoke else (400, 20, 12, 200)
@@ -42,7 +43,7 @@ tr = from_dataframe(logs, user_col="user", time_col="step", feature_cols=["f0", 
 path = write_transitions(tr, os.path.join(tempfile.mkdtemp(), "logs.parquet"))
 print(f"{len(tr)} transitions, arms {tr.meta.extra['arm_names']} -> {path}")
 
-ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+init_local_ray(num_cpus=2, log_to_driver=False)  # Ray on 127.0.0.1 only
 algo = tiny_config(path, num_policies=2, steps=steps, reward_weights=[1.0, -0.5],
                    reward_component_names=["revenue", "cost"]).build_algo()
 for _ in range(iterations):

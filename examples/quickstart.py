@@ -19,6 +19,7 @@ import rllib_fastq  # noqa: F401  (registers "FASTQ" and the simulator)
 from rllib_fastq import FastQConfig
 from rllib_fastq.envs import evaluate_policy
 from rllib_fastq.evaluation.rollout import policy_fn
+from rllib_fastq.local_ray import init_local_ray
 from rllib_fastq.workflow import PLAYER_PLATFORM_DIR, load_module
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -26,7 +27,7 @@ parser.add_argument("--smoke", action="store_true", default=os.environ.get("FAST
 parser.add_argument("--out", default=None, help="checkpoint directory (default: a temp dir)")
 args = parser.parse_args()
 
-ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+init_local_ray(num_cpus=2, log_to_driver=False)  # Ray on 127.0.0.1 only
 card = json.loads((PLAYER_PLATFORM_DIR / "card.json").read_text())
 data = PLAYER_PLATFORM_DIR / ("heldout.parquet" if args.smoke else "train.parquet")
 steps, iterations, episodes = (10, 3, 10) if args.smoke else (250, 12, 300)

@@ -19,12 +19,13 @@ from ray import serve
 
 import rllib_fastq  # noqa: F401
 from rllib_fastq.envs import PlayerPlatformEnv
+from rllib_fastq.local_ray import init_local_ray
 from rllib_fastq.serve import build_app
 from rllib_fastq.workflow import PLAYER_PLATFORM_DIR
 
 args = parse_args(__doc__, **{"--checkpoint": dict(default=None, help="serve this checkpoint instead of training"),
                               "--port": dict(type=int, default=8000)})
-ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+init_local_ray(num_cpus=2, log_to_driver=False)  # Ray on 127.0.0.1 only
 
 checkpoint = args.checkpoint
 if checkpoint is None:

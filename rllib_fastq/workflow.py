@@ -193,11 +193,9 @@ def config_from_yaml(path: str | None, overrides: Sequence[str] = ()) -> tuple[F
 
 def ensure_ray() -> None:
     """A local loopback Ray session (2 CPUs at most) unless one is running."""
-    import ray
+    from rllib_fastq.local_ray import init_local_ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=min(2, os.cpu_count() or 1), include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=False, configure_logging=False)
+    init_local_ray(num_cpus=min(2, os.cpu_count() or 1), log_to_driver=False, configure_logging=False)
 
 
 # -- training -----------------------------------------------------------------------------------
