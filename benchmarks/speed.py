@@ -142,12 +142,9 @@ def bench_learners(path: str, steps: int, rounds: int) -> None:
 
 
 def bench_rllib(path: str, steps: int) -> None:
-    import gymnasium as gym
     from ray.rllib.algorithms.cql import CQLConfig
     from ray.rllib.algorithms.iql import IQLConfig
 
-    obs_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
-    act_space = gym.spaces.Box(-1, 1, (ACT_DIM,), np.float32)
     # RLlib maps rows to episodes at ~1-2k rows/s: map a 20k-row file once (materialized) so the
     # table compares update speed, not ingest (see `ingest`).
     path = path.replace("rows_100000", "rows_20000")
@@ -161,10 +158,11 @@ def bench_rllib(path: str, steps: int) -> None:
     fq.stop()
     print(f"| FAST-Q phase 2 (in-memory) | {base:.0f} | 1.00 |")
     for name, cls in (("CQL", CQLConfig), ("IQL", IQLConfig)):
-        cfg = (cls().environment(observation_space=obs_space, action_space=act_space)
+        # CQL/IQL build a training env runner: give them an env of the data's shape (17/6-dim).
+        cfg = (cls().environment("HalfCheetah-v5")
                .offline_data(input_=[path], dataset_num_iters_per_learner=steps, materialize_mapped_data=True,
                              map_batches_kwargs={"concurrency": 1, "num_cpus": 1})
-               .training(train_batch_size_per_learner=256))
+               .training(train_batch_size_per_learner=256, lr=None))
         algo = cfg.build_algo()
         algo.train()
         rate = statistics.median(timed_train(algo, 2))
