@@ -221,9 +221,16 @@ def _check_out(out: str, overwrite: bool) -> None:
         raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
 
 
+def echo(message: str) -> None:
+    """Default progress output. A module-level function, not ``print`` itself: Tune pickles its
+    callbacks, and Ray Data's progress bars replace ``builtins.print`` (it then no longer pickles)."""
+    print(message, flush=True)
+
+
 def train(spec: dict[str, Any], *, iterations: int | None = None, out: str | None = None,
-          overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+          overwrite: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train, save a checkpoint to ``out``, evaluate it (when the env is known); the summary."""
+    log = log or echo
     iterations = int(iterations if iterations is not None else spec.get("run", {}).get("iterations", 10))
     if iterations < 1:
         raise ValueError(f"--iterations: expected >= 1, got {iterations}")
@@ -473,9 +480,11 @@ class _Progress(Callback):
 
 
 def tune_search(spec: dict[str, Any] | None = None, *, resume: str | None = None,
-                callbacks: Sequence[Any] = (), log: Callable[[str], None] = print) -> dict[str, Any]:
+                callbacks: Sequence[Any] = (), log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or ``resume``) the spec's Tune search; writes and returns ``best.json`` in the experiment."""
     from ray import tune
+
+    log = log or echo
 
     if resume is not None:
         experiment = os.path.abspath(resume)
