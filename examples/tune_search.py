@@ -12,7 +12,8 @@ import argparse
 import os
 import tempfile
 
-from rllib_fastq.workflow import ROOT, ensure_ray, evaluate_checkpoint, load_spec, tune_search
+from rllib_fastq.tuning import tune_search
+from rllib_fastq.workflow import ROOT, ensure_ray, evaluate_checkpoint, load_spec
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--smoke", action="store_true", default=os.environ.get("FASTQ_SMOKE") == "1")

@@ -65,12 +65,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_tune(args: argparse.Namespace) -> int:
     """``fastq tune``: run or resume a search; print and export the best trial."""
-    from rllib_fastq import workflow
+    from rllib_fastq import tuning, workflow
 
     if (args.resume is None) == (args.config is None):
         raise ValueError("give a tune_configs/*.yaml file or --resume DIR (one of them)")
     spec = None if args.resume else workflow.load_spec(args.config, args.override or ())
-    best = workflow.tune_search(spec, resume=args.resume)
+    best = tuning.tune_search(spec, resume=args.resume)
     for t in best["trials"]:
         print(f"trial {t['trial']}: {t['iterations']} iterations, {best['metric']} = {t[best['metric']]}"
               + (f", error: {t['error']}" if t["error"] else ""))

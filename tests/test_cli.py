@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from rllib_fastq import workflow
+from rllib_fastq import tuning, workflow
 from rllib_fastq.cli import main
 from rllib_fastq.data.io import write_transitions
 from tests.pendulum_data import make_pendulum_dataset
@@ -129,7 +129,7 @@ def test_specs_default_generic_and_shipped_configs(tmp_path):
     for name in ("smoke", "player_platform", "gpu_cluster"):
         cfg, spec = workflow.config_from_yaml(os.path.join(CONFIGS, f"{name}.yaml"), ["actor_lr=1e-4"])
         assert cfg.actor_lr == 1e-4 and spec["tune"]["metric"] == workflow.EVAL_KEY
-        assert workflow.search_space(spec["search"])
+        assert tuning.search_space(spec["search"])
     assert workflow.config_from_yaml(os.path.join(CONFIGS, "gpu_cluster.yaml"))[0].num_gpus_per_learner == 1
     hopper = os.path.join(CONFIGS, "mujoco_hopper.yaml")
     if os.path.exists(workflow.ROOT / "offline_data/mujoco/Hopper-v5/multi-policy.parquet"):

@@ -9,7 +9,7 @@ import signal
 
 from ray import tune
 
-from rllib_fastq import workflow
+from rllib_fastq import tuning, workflow
 from rllib_fastq.cli import main
 
 SMOKE = os.path.join(os.path.dirname(__file__), "..", "tune_configs", "smoke.yaml")
@@ -36,7 +36,7 @@ class _InterruptAfterFirstTrial(tune.Callback):
 
 def test_interrupted_search_resumes_and_exports_best(ray_session, tmp_path, capsys):
     spec = workflow.load_spec(SMOKE, [f"tune.storage_path={tmp_path}"])
-    first = workflow.tune_search(spec, callbacks=[_InterruptAfterFirstTrial()])  # Tune returns on Ctrl+C
+    first = tuning.tune_search(spec, callbacks=[_InterruptAfterFirstTrial()])  # Tune returns on Ctrl+C
     experiment = _experiment(tmp_path)
     assert _interrupted and first["experiment"] == experiment
     assert [t["iterations"] for t in first["trials"]].count(2) == 1, first["trials"]
@@ -71,7 +71,7 @@ def test_failed_trial_is_retried_from_its_checkpoint(ray_session, tmp_path):
     spec = workflow.load_spec(SMOKE, [f"tune.storage_path={tmp_path}", "search.alpha={choice: [2.0]}",
                                       "tune.max_failures=1"])
     spec["config"]["callbacks_on_train_result"] = fail_once_at_iteration_2
-    best = workflow.tune_search(spec)
+    best = tuning.tune_search(spec)
     assert marker.exists()  # it did fail once
     (trial,) = best["trials"]
     assert trial["error"] is None and trial["iterations"] == 2 and trial[METRIC] is not None
