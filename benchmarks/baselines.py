@@ -44,7 +44,7 @@ class NormalizedTD3BC:
         self.s = self.norm(data["obs"])
         self.s2 = self.norm(data["new_obs"])
         self.a, self.r, self.d = data["actions"], data["rewards"], data["terminateds"]
-        self.algo = TD3BC(OBS_DIM, ACT_DIM, hiddens, gamma=gamma)
+        self.algo = TD3BC(self.s.shape[1], self.a.shape[1], hiddens, gamma=gamma)
         self.batch_size = batch_size
         self.steps = 0
 
@@ -75,8 +75,10 @@ class NormalizedTD3BC:
 
 
 def rllib_config(name: str, path: str, *, steps_per_iter: int, gamma: float, seed: int,
-                 hiddens: list[int]) -> Any:
-    """An RLlib (new API stack) offline config of ``name`` on the flat Box(277) data."""
+                 hiddens: list[int], env: str = "rllib_fastq.envs:rllib_fastq/PlayerPlatform-v0",
+                 env_config: dict | None = None, obs_dim: int = OBS_DIM, act_dim: int = ACT_DIM) -> Any:
+    """An RLlib (new API stack) offline config of ``name`` on flat Box observations (default: the
+    player platform's 277-d flat observation; MuJoCo: pass ``env``, ``obs_dim``, ``act_dim``)."""
     from ray.rllib.algorithms.bc import BCConfig
     from ray.rllib.algorithms.cql import CQLConfig
     from ray.rllib.algorithms.iql import IQLConfig
@@ -84,11 +86,14 @@ def rllib_config(name: str, path: str, *, steps_per_iter: int, gamma: float, see
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
     cls = {"CQL": CQLConfig, "IQL": IQLConfig, "BC": BCConfig, "MARWIL": MARWILConfig}[name]
-    obs_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
-    act_space = gym.spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
-    # CQL (a SAC subclass) builds a local env runner and needs an env; the flat-observation
-    # simulator gives the same spaces. No remote env runners: evaluation happens outside.
-    cfg = (cls().environment("rllib_fastq.envs:rllib_fastq/PlayerPlatform-v0", env_config={"flat_obs": True},
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+    act_space = gym.spaces.Box(-1.0, 1.0, (act_dim,), np.float32)
+    # CQL (a SAC subclass) builds a local env runner and needs an env of the data's spaces
+    # (player platform: the flat-observation simulator). No remote env runners: evaluation
+    # happens outside.
+    if env_config is None and env.endswith("PlayerPlatform-v0"):
+        env_config = {"flat_obs": True}
+    cfg = (cls().environment(env, env_config=env_config or {},
                              observation_space=obs_space, action_space=act_space)
            .env_runners(num_env_runners=0)
            .offline_data(input_=[path], dataset_num_iters_per_learner=steps_per_iter,

@@ -1,0 +1,306 @@
+"""D4RL-style MuJoCo quality benchmark (issue 6, part 2) on the datasets of ``fastq data mujoco``.
+
+    python benchmarks/mujoco_quality.py --env HalfCheetah-v5 [--datasets medium,medium-replay,multi-policy]
+        [--seeds 3] [--steps 5000] [--only "FAST-Q,TD3+BC"] [--report-only]
+
+Methods, all with the same number of gradient steps of batch 256 and the same 256-256 MLPs:
+
+* ``FAST-Q``: the dataset's behaviour ``policy_id`` s as arms (K = the number of policies in the
+  file; 1 for ``medium``), phase 1 for the first ``--pretrain`` steps, acting with the "best" arm;
+* ``FAST-Q (K=1)``: the same rows with the labels dropped (all ``policy_id`` = 0), i.e. FAST-Q as
+  plain single-policy offline RL; only run where the file has more than one policy;
+* ``TD3+BC``: the plain PyTorch loop of ``benchmarks/td3bc_plain.py`` with its state normalisation;
+* ``RLlib BC``, ``RLlib IQL``, ``RLlib CQL``: RLlib 2.60's own algorithms (new API stack, library
+  defaults except the shared widths, batch and learning rates).
+
+The FINAL policy is scored (no checkpoint selection): the deterministic policy's undiscounted
+return over ``--episodes`` episodes seeded 100_000.. (the data used seeds below 10_000), reported
+as a D4RL normalised score (``rllib_fastq.evaluation.scores``). Results go to
+``benchmarks/results/mujoco_quality.json`` after every run; tables go to stdout, a learning-curve
+plot per environment to ``benchmarks/results/``.
+Rerunning skips the (dataset, method, seed) runs already in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks import baselines  # noqa: E402
+from rllib_fastq.evaluation.scores import normalized_score  # noqa: E402
+
+DATA = ROOT / "offline_data/mujoco"
+RESULTS = ROOT / "benchmarks/results"
+EVAL_SEED = 100_000
+HIDDENS = [256, 256]
+METHODS = ("FAST-Q", "FAST-Q (K=1)", "TD3+BC", "RLlib BC", "RLlib IQL", "RLlib CQL")
+DEFAULT_METHODS = "FAST-Q,FAST-Q (K=1),TD3+BC,RLlib BC"
+# Published D4RL v2 normalised scores at 1M gradient steps (Kostrikov et al., "Offline RL with
+# Implicit Q-Learning", ICLR 2022, Table 1; CQL as re-run there). Other data: D4RL's behaviour
+# policies, and their "medium-expert" mixes an expert where our "medium-high" has our best SAC policy.
+PUBLISHED = {
+    ("HalfCheetah-v5", "medium"): {"BC": 42.6, "TD3+BC": 48.3, "CQL": 44.0, "IQL": 47.4},
+    ("Hopper-v5", "medium"): {"BC": 52.9, "TD3+BC": 59.3, "CQL": 58.5, "IQL": 66.3},
+    ("Walker2d-v5", "medium"): {"BC": 75.3, "TD3+BC": 83.7, "CQL": 72.5, "IQL": 78.3},
+    ("HalfCheetah-v5", "medium-replay"): {"BC": 36.6, "TD3+BC": 44.6, "CQL": 45.5, "IQL": 44.2},
+    ("Hopper-v5", "medium-replay"): {"BC": 18.1, "TD3+BC": 60.9, "CQL": 95.0, "IQL": 94.7},
+    ("Walker2d-v5", "medium-replay"): {"BC": 26.0, "TD3+BC": 81.8, "CQL": 77.2, "IQL": 73.9},
+    ("HalfCheetah-v5", "medium-high"): {"BC": 55.2, "TD3+BC": 90.7, "CQL": 91.6, "IQL": 86.7},
+    ("Hopper-v5", "medium-high"): {"BC": 52.5, "TD3+BC": 98.0, "CQL": 105.4, "IQL": 91.5},
+    ("Walker2d-v5", "medium-high"): {"BC": 107.5, "TD3+BC": 110.1, "CQL": 108.8, "IQL": 109.6},
+}
+
+
+def rollout_returns(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int) -> list[float]:
+    """Undiscounted returns of ``act`` over ``episodes`` episodes seeded EVAL_SEED + i."""
+    env = gym.make(env_id)
+    out = []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=EVAL_SEED + ep)
+        total, done = 0.0, False
+        while not done:
+            obs, r, term, trunc, _ = env.step(act(obs))
+            total += float(r)
+            done = term or trunc
+        out.append(total)
+    env.close()
+    return out
+
+
+def score(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int) -> dict[str, float]:
+    rets = rollout_returns(act, env_id, episodes)
+    return {"return": float(np.mean(rets)), "normalized": normalized_score(env_id, float(np.mean(rets))),
+            "episodes": episodes}
+
+
+def unlabelled_copy(path: str, tmp: str) -> str:
+    """The dataset with every ``policy_id`` set to 0 (FAST-Q as single-policy offline RL)."""
+    from rllib_fastq.data.io import read_transitions, write_transitions
+
+    tr = read_transitions(path)
+    extra = {k: v for k, v in tr.meta.extra.items() if k != "policy_names"}
+    meta = dataclasses.replace(tr.meta, num_policies=1, extra=extra)
+    tr = dataclasses.replace(tr, policy_id=np.zeros_like(tr.policy_id), meta=meta)
+    out = os.path.join(tmp, os.path.basename(path).replace(".parquet", "-k1.parquet"))
+    return write_transitions(tr, out, overwrite=True)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.path = pathlib.Path(args.out)
+        self.res: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.res.setdefault("runs", {})
+        self.res.setdefault("failures", {})
+        self.res.setdefault("meta", {})[args.env] = {
+            "command": "python benchmarks/mujoco_quality.py " + " ".join(sys.argv[1:]),
+            "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared), "
+                       f"torch {torch.__version__} CPU, 1 torch thread",
+            "steps": args.steps, "pretrain": args.pretrain, "episodes": args.episodes, "eval_seed": EVAL_SEED,
+        }
+        self.tmp = tempfile.mkdtemp(prefix="mujoco_quality_")
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.res, indent=1, default=float))
+        tmp.replace(self.path)
+
+    def record(self, key: str, method: str, seed: int, entry: dict[str, Any]) -> None:
+        self.res["runs"].setdefault(key, {}).setdefault(method, {})[str(seed)] = entry
+        self.res["failures"].get(key, {}).pop(method, None)
+        self.save()
+        print(f"[{time.strftime('%H:%M:%S')}] {key} {method} seed {seed}: normalised "
+              f"{entry['eval']['normalized']:.1f} (return {entry['eval']['return']:.0f}, "
+              f"{entry['wall_s']:.0f}s)", flush=True)
+
+    def curve_point(self, act: Callable, step: int) -> list[float]:
+        return [step, score(act, self.args.env, self.args.curve_episodes)["normalized"]]
+
+    def fastq(self, path: str, k: int, seed: int) -> dict[str, Any]:
+        from rllib_fastq import FastQConfig
+        from rllib_fastq.evaluation.rollout import policy_fn
+
+        a = self.args
+        spi = a.steps_per_iter
+        cfg = (FastQConfig()
+               .offline_data(input_=[path], dataset_num_iters_per_learner=spi)
+               .training(num_policies=k, pretrain_steps=a.pretrain,
+                         exploration_ramp_steps=a.steps - a.pretrain, actor_hiddens=HIDDENS,
+                         critic_hiddens=HIDDENS)
+               .debugging(seed=seed))
+        algo = cfg.build_algo()
+        curve = []
+        for i in range(a.steps // spi):
+            algo.train()
+            if (i + 1) * spi > a.pretrain and ((i + 1) * spi) % a.curve_every == 0:
+                curve.append(self.curve_point(policy_fn(algo.get_module(), "best"), (i + 1) * spi))
+        entry = {"eval": score(policy_fn(algo.get_module(), "best"), a.env, a.episodes), "curve": curve}
+        algo.stop()
+        return entry
+
+    def td3bc(self, path: str, seed: int) -> dict[str, Any]:
+        a = self.args
+        agent = baselines.NormalizedTD3BC(baselines.load_flat(path), hiddens=HIDDENS, gamma=0.99, seed=seed)
+        curve = []
+        while agent.steps < a.steps:
+            agent.train(a.steps_per_iter)
+            if agent.steps % a.curve_every == 0:
+                curve.append(self.curve_point(agent.policy_fn(), agent.steps))
+        return {"eval": score(agent.policy_fn(), a.env, a.episodes), "curve": curve}
+
+    def rllib(self, name: str, path: str, seed: int) -> dict[str, Any]:
+        a = self.args
+        env = gym.make(a.env)
+        t = time.perf_counter()
+        algo = baselines.rllib_config(name, path, steps_per_iter=a.steps_per_iter, gamma=0.99, seed=seed,
+                                      hiddens=HIDDENS, env=a.env, obs_dim=env.observation_space.shape[0],
+                                      act_dim=env.action_space.shape[0]).build_algo()
+        build_s = time.perf_counter() - t
+        for _ in range(a.steps // a.steps_per_iter):
+            algo.train()
+        module = algo.learner_group._learner.module["default_policy"]
+        entry = {"eval": score(baselines.rllib_policy_fn(module), a.env, a.episodes), "build_s": build_s}
+        algo.stop()
+        return entry
+
+    def run(self) -> None:
+        a = self.args
+        only = [m.strip() for m in a.only.split(",")]
+        unknown = set(only) - set(METHODS)
+        if unknown:
+            raise SystemExit(f"--only: unknown method(s) {sorted(unknown)}; choose from {METHODS}")
+        from rllib_fastq.data.io import read_transitions
+
+        for ds in a.datasets.split(","):
+            path = str(DATA / a.env / f"{ds}.parquet")
+            if not os.path.exists(path):
+                raise SystemExit(f"{path} is missing: run `fastq data mujoco --env {a.env}` first.")
+            k = int(np.unique(read_transitions(path).policy_id).size)
+            key = f"{a.env}/{ds}"
+            for seed in range(a.seeds):
+                for method in only:
+                    if str(seed) in self.res["runs"].get(key, {}).get(method, {}):
+                        continue
+                    if method == "FAST-Q (K=1)" and k == 1:
+                        continue  # identical to FAST-Q on a single-policy file
+                    t = time.perf_counter()
+                    try:
+                        if method == "FAST-Q":
+                            entry = self.fastq(path, k, seed)
+                        elif method == "FAST-Q (K=1)":
+                            entry = self.fastq(unlabelled_copy(path, self.tmp), 1, seed)
+                        elif method == "TD3+BC":
+                            entry = self.td3bc(path, seed)
+                        else:
+                            entry = self.rllib(method.split()[1], path, seed)
+                    except Exception as e:  # noqa: BLE001 - record, report and go on with the others
+                        traceback.print_exc()
+                        self.res["failures"].setdefault(key, {})[method] = {"seed": seed, "error": repr(e)[:800]}
+                        self.save()
+                        continue
+                    entry.update(wall_s=time.perf_counter() - t, k=k)
+                    self.record(key, method, seed, entry)
+
+
+def report(res: dict[str, Any]) -> None:
+    """Markdown: one row per (env, dataset), normalised score mean ± std over seeds per method."""
+    cols = [m for m in METHODS if any(m in v for v in res["runs"].values())]
+    print("| dataset | K | " + " | ".join(cols) + " | published D4RL v2 (BC / TD3+BC / CQL / IQL) |")
+    print("|---|---|" + "---|" * len(cols) + "---|")
+    for key in sorted(res["runs"]):
+        env, ds = key.split("/")
+        runs = res["runs"][key]
+        k = next((r["k"] for m in runs.values() for r in m.values()), "")
+        cells = []
+        for m in cols:
+            vals = [r["eval"]["normalized"] for r in runs.get(m, {}).values()]
+            cells.append(f"{np.mean(vals):.1f} ± {np.std(vals):.1f} ({len(vals)})" if vals else "")
+        pub = PUBLISHED.get((env, ds))
+        pub_s = " / ".join(f"{pub[n]:.1f}" for n in ("BC", "TD3+BC", "CQL", "IQL")) if pub else "n/a"
+        print(f"| {env.split('-')[0]} {ds} | {k} | " + " | ".join(cells) + f" | {pub_s} |")
+    for key, fails in res.get("failures", {}).items():
+        for m, f in fails.items():
+            print(f"failed: {key} {m} seed {f['seed']}: {f['error'][:200]}")
+
+
+def plot(res: dict[str, Any], env: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted(k for k in res["runs"] if k.startswith(env + "/"))
+    if not keys:
+        return
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for m in ("FAST-Q", "FAST-Q (K=1)", "TD3+BC"):
+            curves = [r["curve"] for r in res["runs"][key].get(m, {}).values() if r.get("curve")]
+            if not curves:
+                continue
+            n = min(len(c) for c in curves)
+            arr = np.array([c[:n] for c in curves])
+            x, y = arr[0, :, 0], arr[:, :, 1]
+            ax.plot(x, y.mean(0), label=f"{m} ({len(curves)} seeds)")
+            ax.fill_between(x, y.mean(0) - y.std(0), y.mean(0) + y.std(0), alpha=0.2)
+        ax.set_title(key)
+        ax.set_xlabel("gradient steps")
+        ax.set_ylabel("normalised score")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = RESULTS / f"mujoco_{env.split('-')[0].lower()}_learning_curves.png"
+    fig.savefig(out, dpi=100)
+    print(f"plot: {out.relative_to(ROOT)}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", default="HalfCheetah-v5", choices=["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"])
+    p.add_argument("--datasets", default="medium,medium-replay,multi-policy,medium-high")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=5000, help="gradient steps per method (FAST-Q: both phases)")
+    p.add_argument("--pretrain", type=int, default=1000, help="FAST-Q phase-1 steps (part of --steps)")
+    p.add_argument("--steps-per-iter", type=int, default=500)
+    p.add_argument("--episodes", type=int, default=10, help="evaluation episodes of the final policy")
+    p.add_argument("--curve-every", type=int, default=1000)
+    p.add_argument("--curve-episodes", type=int, default=3)
+    p.add_argument("--only", default=DEFAULT_METHODS, help=f"comma-separated subset of {METHODS}")
+    p.add_argument("--out", default=str(RESULTS / "mujoco_quality.json"))
+    p.add_argument("--report-only", action="store_true")
+    args = p.parse_args()
+    if args.steps % args.steps_per_iter or args.pretrain % args.steps_per_iter:
+        raise SystemExit("--steps and --pretrain must be multiples of --steps-per-iter")
+    torch.set_num_threads(1)
+    bench = Bench(args)
+    if not args.report_only:
+        from rllib_fastq.local_ray import init_local_ray
+
+        init_local_ray(num_cpus=2, log_to_driver=False)
+        bench.run()
+    report(bench.res)
+    plot(bench.res, args.env)
+
+
+if __name__ == "__main__":
+    main()
