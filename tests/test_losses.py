@@ -123,6 +123,15 @@ def test_detached_critic_params_give_the_actor_gradient_but_not_the_critic():
     q[:, 0].sum().backward()
     assert a.grad.abs().sum() > 0
     assert all(p.grad is None for p in critic.parameters())
+    # The actor's Q1-only pass: same value and input gradient as the twin's first member.
+    grad_twin = a.grad.clone()
+    a.grad = None
+    x = torch.cat([x[:, :2], a], -1)
+    q1 = critic.q1(x, detach_params=True)
+    assert torch.allclose(q1, q[:, 0], atol=1e-6)
+    q1.sum().backward()
+    assert torch.allclose(a.grad, grad_twin, atol=1e-6)
+    assert all(p.grad is None for p in critic.parameters())
 
 
 def test_batched_linear_equals_separate_layers():

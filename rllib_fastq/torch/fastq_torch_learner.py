@@ -278,13 +278,14 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             target = module.forward_target({BR_NEXT_OBS: fwd_out[BR_NEXT_OBS]}, noise=self._target_noise)
             y = losses.td_target(batch[Columns.REWARDS], batch[Columns.TERMINATEDS].float(),
                                  target["q"], config.gamma)
-        q, w = module.critic(torch.cat([s_b, actions], -1))
+        components = batch.get(schema.REWARD_COMPONENTS)
+        decompose = components is not None and components.shape[-1] > 0
+        q, w = module.critic(torch.cat([s_b, actions], -1), with_weights=decompose)
         l_td = losses.td_loss(q, y)
         loss = config.td_weight * l_td
         self._log_mean("td_loss", l_td)
         self._log_mean("q_mean", q[:, 0].mean())
-        components = batch.get(schema.REWARD_COMPONENTS)
-        if components is not None and components.shape[-1] > 0:
+        if decompose:
             l_dec, per_comp = losses.decomposition_loss(q, w, components, config.decomposition_detach_q)
             loss = loss + config.decomposition_weight * l_dec / components.shape[-1]
             for name, value in zip(module.decomposed_names, per_comp):
@@ -305,7 +306,7 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         a_hat = fwd_out[EXPERT_ACTION_PREDS]
         target = torch.where(explore[:, None], a_hat[rows, arm], actions)
         pi = module.actor(s_star)
-        q_pi = module.critic(torch.cat([s_star, pi], -1), detach_params=True, with_weights=False)[0][:, 0]
+        q_pi = module.critic.q1(torch.cat([s_star, pi], -1), detach_params=True)
         l_actor, lam = losses.actor_loss(q_pi, pi, target, config.alpha)
         self._log_mean("actor_loss", l_actor)
         self._log_mean("actor_lambda", lam)

@@ -200,8 +200,7 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         """
         actions, b = self._arm_actions(obs)
         bsz, k, _ = actions.shape
-        q_all = self.critic(torch.cat([b, actions], -1).reshape(bsz * k, -1),
-                            with_weights=False)[0][:, 0].reshape(bsz, k)
+        q_all = self.critic.q1(torch.cat([b, actions], -1).reshape(bsz * k, -1)).reshape(bsz, k)
         if policy_id is None:
             policy_id = self.default_policy
         if isinstance(policy_id, str):

@@ -56,6 +56,13 @@ class BatchedLinear(nn.Module):
         # per-group input: one batched matmul over the groups ([G, B, in] x [G, in, out])
         return torch.baddbmm(b[:, None, :], x.transpose(0, 1), w).transpose(0, 1)
 
+    def forward_group(self, x: torch.Tensor, group: int, detach_params: bool = False) -> torch.Tensor:
+        """Only group ``group`` on ``x [B, in]`` → ``[B, out]`` (a plain linear layer)."""
+        w, b = self.weight[group], self.bias[group]
+        if detach_params:
+            w, b = w.detach(), b.detach()
+        return torch.addmm(b, x, w)
+
 
 def mlp(in_dim: int, hiddens: Sequence[int], out_dim: int | None = None,
         activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -191,6 +198,14 @@ class TwinCritic(nn.Module):
         q = self.q_head(z, detach_params).squeeze(-1)
         w = torch.softmax(self.w_head(z, detach_params), dim=-1) if with_weights else None
         return q, w
+
+    def q1(self, x: torch.Tensor, *, detach_params: bool = False) -> torch.Tensor:
+        """``Q1`` alone, ``x [B, in]`` → ``[B]``: the actor's objective and the arm choice read only
+        Q1, and skipping the twin halves the cost of those passes (forward and backward)."""
+        z = x
+        for layer in self.layers:
+            z = F.relu(layer.forward_group(z, 0, detach_params))
+        return self.q_head.forward_group(z, 0, detach_params).squeeze(-1)
 
 
 class Actor(nn.Module):
