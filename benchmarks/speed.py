@@ -123,11 +123,19 @@ def bench_ingest(tmp: str, sizes: list[int]) -> None:
                   f"| {cache} |")
 
 
+def _peak_rss_mib(_: object = None) -> float:
+    """Peak resident memory of the calling process (a learner or the driver), MiB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def bench_learners(path: str, steps: int, rounds: int) -> None:
-    print("\n| num_learners | updates/s per learner (median) | samples/s total | ratio |")
-    print("|---|---|---|---|")
+    """Phase-2 throughput and peak memory per learner: the local learner vs 1 and 2 remote learners."""
+    print("\n| num_learners | updates/s per learner (median) | samples/s total | ratio | peak RSS per learner MiB |")
+    print("|---|---|---|---|---|")
     base = None
-    for n in (0, 2):
+    for n in (0, 1, 2):
         cfg = fastq_config(path, steps=steps, pretrain=steps)
         if n:
             cfg = cfg.learners(num_learners=n, num_cpus_per_learner=1)
@@ -135,9 +143,13 @@ def bench_learners(path: str, steps: int, rounds: int) -> None:
         algo.train()
         algo.train()
         rate = statistics.median(timed_train(algo, rounds))
+        rss = [_peak_rss_mib()] if n == 0 else algo.learner_group.foreach_learner(_peak_rss_mib)
+        rss = [r.get() if hasattr(r, "get") else r for r in rss]
         total = rate * 256 * max(1, n)
         base = base or total
-        print(f"| {n} ({'local' if n == 0 else 'DDP on CPU'}) | {rate:.0f} | {total:,.0f} | {total / base:.2f} |")
+        where = "local, in the driver" if n == 0 else "remote, gradients all-reduced over gloo"
+        print(f"| {n} ({where}) | {rate:.0f} | {total:,.0f} | {total / base:.2f} | "
+              f"{', '.join(f'{r:.0f}' for r in rss)} |")
         algo.stop()
 
 
