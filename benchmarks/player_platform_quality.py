@@ -46,7 +46,11 @@ ABLATIONS = {
     "FAST-Q w/o exploration": {"max_exploration": 0.0},
     "FAST-Q w/o decomposition": {"decomposition_weight": 0.0, "td_weight": 1.0},
     "FAST-Q w/o phase 1": {"pretrain_steps": 0},
+    # Trained as FAST-Q; acts with the arm the experiment's router prefers for the player (keep
+    # the routing, let FAST-Q improve each arm's policy) instead of choosing the "best" arm by Q.
+    "FAST-Q (routed arm)": {},
 }
+ROUTED = {"FAST-Q (routed arm)"}
 CF_METHODS = ("FAST-Q", "FAST-Q w/o adversary")
 
 
@@ -63,6 +67,19 @@ def fastq_config(seed: int, p: dict[str, int], overrides: dict[str, Any]) -> Any
             .offline_data(input_=[TRAIN], dataset_num_iters_per_learner=p["spi"])
             .training(**training)
             .debugging(seed=seed))
+
+
+def routed_policy(module: Any) -> Any:
+    """FAST-Q acting as the arm the router prefers for the player's observed segment."""
+    from rllib_fastq.envs.arms import PREFERRED_ARM
+    from rllib_fastq.evaluation.rollout import policy_fn
+
+    per_arm = [policy_fn(module, k) for k in range(3)]
+
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        return per_arm[PREFERRED_ARM[int(np.argmax(obs["static"][:3]))]](obs)
+
+    return act
 
 
 def evaluate(fn: Any, flat: bool, episodes: int) -> dict[str, Any]:
@@ -149,7 +166,8 @@ class Bench:
                 ev = evaluate(policy_fn(algo.get_module(), "best"), False, p["curve_episodes"])
                 curve.append([step, ev["mean_return"]])
         module = algo.get_module()
-        entry = {"eval": evaluate(policy_fn(module, "best"), False, p["episodes"]), "curve": curve,
+        act = routed_policy(module) if method in ROUTED else policy_fn(module, "best")
+        entry = {"eval": evaluate(act, False, p["episodes"]), "curve": curve,
                  "train_s": train_s, "wall_s": time.perf_counter() - t}
         if method in CF_METHODS:
             self.record_cf(method, seed, counterfactual.fastq_q1(module, self.cf()[0]))
@@ -253,12 +271,14 @@ def tables(res: dict[str, Any]) -> str:
     lines.append("\nRule rows: one deterministic policy, ± is the standard error over players; learned rows: "
                  "mean ± std over training seeds.")
     rules = {m: r for m, r in s.items() if m.startswith("arm ")}
-    if "FAST-Q" in s and rules:
+    for fq in ("FAST-Q", *sorted(ROUTED)):
+        if fq not in s or not rules:
+            continue
         best = max(rules, key=lambda m: rules[m]["return"][0])
         refs = [(f"best arm: {best}", s[best])] + ([("TD3+BC", s["TD3+BC"])] if "TD3+BC" in s else [])
-        lines += ["", "| FAST-Q vs | return | revenue | engagement | dwell | cost |", "|---|---|---|---|---|---|"]
+        lines += ["", f"| {fq} vs | return | revenue | engagement | dwell | cost |", "|---|---|---|---|---|---|"]
         for name, ref in refs:
-            cells = [_pct(s["FAST-Q"][k][0], ref[k][0]) for k in ("return", "revenue", "engagement", "dwell", "cost")]
+            cells = [_pct(s[fq][k][0], ref[k][0]) for k in ("return", "revenue", "engagement", "dwell", "cost")]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "| method | casual | competitive | spender |  (return per observed segment)", "|---|---|---|---|"]
     evs = {m: [r["eval"] for r in res["runs"][m].values()] for m in ORDER if res["runs"].get(m)}
