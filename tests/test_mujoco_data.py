@@ -220,3 +220,13 @@ def test_shipped_random_share_is_reproducible():
                                eps_prefix="p0-")
         for name in ("obs", "actions", "rewards", "new_obs", "terminateds", "eps_id", "t"):
             assert np.array_equal(getattr(tr, name), getattr(shipped, name)[:n]), (card_path, name)
+
+
+def test_select_policies_keeps_five_distinct_ordered_policies_after_a_jump():
+    """Training jumped from 20 to 55 normalised in one checkpoint: half must not be medium."""
+    scores = [(10, 5.0), (20, 14.0), (30, 17.0), (40, 21.0), (50, 55.0), (60, 90.0), (70, 40.0)]
+    evals = [{"step": s, "normalized": n, "return": n * 30, "snapshot": f"step_{s}.pt"} for s, n in scores]
+    picks = mujoco.select_policies({"env_id": "Hopper-v5", "evals": evals, "medium_step": 50})
+    steps = {k: v["step"] for k, v in picks.items()}
+    # quarter: first reaching 55/4; half: nothing before medium reaches 27.5, so the best before it.
+    assert steps == {"quarter": 20, "half": 40, "medium": 50, "high": 60}

@@ -69,8 +69,10 @@ def train(env_id: str, out_dir: str, steps: int, **kwargs: Any) -> dict[str, Any
 def select_policies(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The eval records behind the behaviour policies medium, high, quarter and half.
 
-    ``quarter``/``half`` are the first snapshots reaching 1/4 and 1/2 of medium's normalised
-    score (strictly increasing quality towards medium and best).
+    ``quarter``/``half`` are the first snapshots before medium reaching 1/4 and 1/2 of medium's
+    normalised score, half after quarter; where training jumped past a target in one
+    checkpoint, the best snapshot in that stretch stands in, so the five policies of
+    ``multi-policy`` stay distinct and ordered in training time.
     """
     evals = state["evals"]
     if not evals:
@@ -78,9 +80,16 @@ def select_policies(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
     best = max(evals, key=lambda e: e["return"])
     medium = next((e for e in evals if e["step"] == state["medium_step"]), None)
     out = {"high": best, "medium": medium or best}
+    after = -1
     for name, frac in (("quarter", 0.25), ("half", 0.5)):
         target = frac * out["medium"]["normalized"]
-        out[name] = next((e for e in evals if e["normalized"] >= target), evals[0])
+        stretch = [e for e in evals if after < e["step"] < out["medium"]["step"]]
+        if stretch:
+            out[name] = next((e for e in stretch if e["normalized"] >= target),
+                             max(stretch, key=lambda e: e["normalized"]))
+        else:  # medium is the first snapshot: nothing earlier to choose from
+            out[name] = next((e for e in evals if e["normalized"] >= target), evals[0])
+        after = out[name]["step"]
     return out
 
 
