@@ -1,7 +1,7 @@
 """D4RL-style MuJoCo quality benchmark (issue 6, part 2) on the datasets of ``fastq data mujoco``.
 
     python benchmarks/mujoco_quality.py --env HalfCheetah-v5 [--datasets medium,medium-replay,multi-policy]
-        [--seeds 3] [--steps 5000] [--only "FAST-Q,TD3+BC"] [--report-only]
+        [--seeds 3] [--steps 5000] [--only "FAST-Q,TD3+BC"] [--report-only [--merge A.json,B.json]]
 
 Methods, all with the same number of gradient steps of batch 256 and the same 256-256 MLPs:
 
@@ -16,7 +16,9 @@ Methods, all with the same number of gradient steps of batch 256 and the same 25
 The FINAL policy is scored (no checkpoint selection): the deterministic policy's undiscounted
 return over ``--episodes`` episodes seeded 100_000.. (the data used seeds below 10_000), reported
 as a D4RL normalised score (``rllib_fastq.evaluation.scores``). Results go to
-``benchmarks/results/mujoco_quality.json`` after every run; tables go to stdout, a learning-curve
+``benchmarks/results/mujoco_quality_<env>.json`` after every run (one file per environment, so
+environments can run side by side); tables go to stdout (``--merge`` adds other environments'
+files to the table), a learning-curve
 plot per environment to ``benchmarks/results/``.
 Rerunning skips the (dataset, method, seed) runs already in the JSON.
 """
@@ -286,9 +288,11 @@ def main() -> None:
     p.add_argument("--curve-every", type=int, default=1000)
     p.add_argument("--curve-episodes", type=int, default=3)
     p.add_argument("--only", default=DEFAULT_METHODS, help=f"comma-separated subset of {METHODS}")
-    p.add_argument("--out", default=str(RESULTS / "mujoco_quality.json"))
+    p.add_argument("--out", default=None, help="results JSON (default: benchmarks/results/mujoco_quality_<env>.json)")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--merge", default="", help="comma-separated result files of other envs for the table")
     args = p.parse_args()
+    args.out = args.out or str(RESULTS / f"mujoco_quality_{args.env.split('-')[0].lower()}.json")
     if args.steps % args.steps_per_iter or args.pretrain % args.steps_per_iter:
         raise SystemExit("--steps and --pretrain must be multiples of --steps-per-iter")
     torch.set_num_threads(1)
@@ -298,7 +302,12 @@ def main() -> None:
 
         init_local_ray(num_cpus=2, log_to_driver=False)
         bench.run()
-    report(bench.res)
+    res = {"runs": dict(bench.res["runs"]), "failures": dict(bench.res["failures"])}
+    for path in filter(None, args.merge.split(",")):
+        other = json.loads(pathlib.Path(path).read_text())
+        res["runs"].update(other["runs"])
+        res["failures"].update(other.get("failures", {}))
+    report(res)
     plot(bench.res, args.env)
 
 
