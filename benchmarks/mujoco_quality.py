@@ -225,11 +225,19 @@ class Bench:
                     self.record(key, method, seed, entry)
 
 
+def behaviour_score(env: str, dataset: str) -> str:
+    """The normalised return of the policy behind a single-policy dataset (its card); "mixed" otherwise."""
+    card = DATA / env / "card.json"
+    if dataset not in ("medium", "high") or not card.exists():
+        return "mixed"
+    return f"{json.loads(card.read_text())['policies'][dataset]['normalized']:.1f}"
+
+
 def report(res: dict[str, Any]) -> None:
     """Markdown: one row per (env, dataset), normalised score mean ± std over seeds per method."""
     cols = [m for m in METHODS if any(m in v for v in res["runs"].values())]
-    print("| dataset | K | " + " | ".join(cols) + " | published D4RL v2 (BC / TD3+BC / CQL / IQL) |")
-    print("|---|---|" + "---|" * len(cols) + "---|")
+    print("| dataset | K | behaviour | " + " | ".join(cols) + " | published D4RL v2 (BC / TD3+BC / CQL / IQL) |")
+    print("|---|---|---|" + "---|" * len(cols) + "---|")
     for key in sorted(res["runs"]):
         env, ds = key.split("/")
         runs = res["runs"][key]
@@ -240,7 +248,8 @@ def report(res: dict[str, Any]) -> None:
             cells.append(f"{np.mean(vals):.1f} ± {np.std(vals):.1f} ({len(vals)})" if vals else "")
         pub = PUBLISHED.get((env, ds))
         pub_s = " / ".join(f"{pub[n]:.1f}" for n in ("BC", "TD3+BC", "CQL", "IQL")) if pub else "n/a"
-        print(f"| {env.split('-')[0]} {ds} | {k} | " + " | ".join(cells) + f" | {pub_s} |")
+        print(f"| {env.split('-')[0]} {ds} | {k} | {behaviour_score(env, ds)} | " + " | ".join(cells)
+              + f" | {pub_s} |")
     for key, fails in res.get("failures", {}).items():
         for m, f in fails.items():
             print(f"failed: {key} {m} seed {f['seed']}: {f['error'][:200]}")
