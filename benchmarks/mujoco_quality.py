@@ -48,6 +48,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import baselines  # noqa: E402
+from rllib_fastq.evaluation.rollout import evaluate_policy_fn  # noqa: E402
 from rllib_fastq.evaluation.scores import normalized_score  # noqa: E402
 
 DATA = ROOT / "offline_data/mujoco"
@@ -72,26 +73,10 @@ PUBLISHED = {
 }
 
 
-def rollout_returns(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int) -> list[float]:
-    """Undiscounted returns of ``act`` over ``episodes`` episodes seeded EVAL_SEED + i."""
-    env = gym.make(env_id)
-    out = []
-    for ep in range(episodes):
-        obs, _ = env.reset(seed=EVAL_SEED + ep)
-        total, done = 0.0, False
-        while not done:
-            obs, r, term, trunc, _ = env.step(act(obs))
-            total += float(r)
-            done = term or trunc
-        out.append(total)
-    env.close()
-    return out
-
-
 def score(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int) -> dict[str, float]:
-    rets = rollout_returns(act, env_id, episodes)
-    return {"return": float(np.mean(rets)), "normalized": normalized_score(env_id, float(np.mean(rets))),
-            "episodes": episodes}
+    """Mean undiscounted return of ``act`` over ``episodes`` episodes seeded EVAL_SEED + i, normalised."""
+    ret = evaluate_policy_fn(act, env_id, num_episodes=episodes, seed=EVAL_SEED)["mean_return"]
+    return {"return": ret, "normalized": normalized_score(env_id, ret), "episodes": episodes}
 
 
 def unlabelled_copy(path: str, tmp: str) -> str:
@@ -120,7 +105,6 @@ class Bench:
                        f"torch {torch.__version__} CPU, 1 torch thread",
             "steps": args.steps, "pretrain": args.pretrain, "episodes": args.episodes, "eval_seed": EVAL_SEED,
         }
-        self.tmp = tempfile.mkdtemp(prefix="mujoco_quality_")
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,10 +158,11 @@ class Bench:
     def rllib(self, name: str, path: str, seed: int) -> dict[str, Any]:
         a = self.args
         env = gym.make(a.env)
+        obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+        env.close()
         t = time.perf_counter()
         algo = baselines.rllib_config(name, path, steps_per_iter=a.steps_per_iter, gamma=0.99, seed=seed,
-                                      hiddens=HIDDENS, env=a.env, obs_dim=env.observation_space.shape[0],
-                                      act_dim=env.action_space.shape[0]).build_algo()
+                                      hiddens=HIDDENS, env=a.env, obs_dim=obs_dim, act_dim=act_dim).build_algo()
         build_s = time.perf_counter() - t
         for _ in range(a.steps // a.steps_per_iter):
             algo.train()
@@ -194,6 +179,7 @@ class Bench:
             raise SystemExit(f"--only: unknown method(s) {sorted(unknown)}; choose from {METHODS}")
         from rllib_fastq.data.io import read_transitions
 
+        tmp = tempfile.mkdtemp(prefix="mujoco_quality_")  # the unlabelled copies
         for ds in a.datasets.split(","):
             path = str(DATA / a.env / f"{ds}.parquet")
             if not os.path.exists(path):
@@ -211,7 +197,7 @@ class Bench:
                         if method == "FAST-Q":
                             entry = self.fastq(path, k, seed)
                         elif method == "FAST-Q (K=1)":
-                            entry = self.fastq(unlabelled_copy(path, self.tmp), 1, seed)
+                            entry = self.fastq(unlabelled_copy(path, tmp), 1, seed)
                         elif method == "TD3+BC":
                             entry = self.td3bc(path, seed)
                         else:

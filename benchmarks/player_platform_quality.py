@@ -366,10 +366,11 @@ def main() -> None:
     if not args.report_only:
         import ray
 
+        from rllib_fastq.local_ray import init_local_ray
+
         for attempt in range(3):  # a busy machine can time out the first start
             try:
-                ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-                         log_to_driver=False, configure_logging=False)
+                init_local_ray(num_cpus=2, log_to_driver=False, configure_logging=False)
                 break
             except Exception:  # noqa: BLE001
                 ray.shutdown()

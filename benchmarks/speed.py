@@ -143,8 +143,7 @@ def bench_learners(path: str, steps: int, rounds: int) -> None:
         algo.train()
         algo.train()
         rate = statistics.median(timed_train(algo, rounds))
-        rss = [_peak_rss_mib()] if n == 0 else algo.learner_group.foreach_learner(_peak_rss_mib)
-        rss = [r.get() if hasattr(r, "get") else r for r in rss]
+        rss = [_peak_rss_mib()] if n == 0 else [r.get() for r in algo.learner_group.foreach_learner(_peak_rss_mib)]
         total = rate * 256 * max(1, n)
         base = base or total
         where = "local, in the driver" if n == 0 else "remote, gradients all-reduced over gloo"

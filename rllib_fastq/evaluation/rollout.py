@@ -42,9 +42,15 @@ def evaluate_module(module: Any, env: str | gym.Env, *, num_episodes: int = 10, 
     When the env reports ``info["reward_components"]``, their per-episode sums are averaged too
     (``components``). Keys match :func:`rllib_fastq.envs.evaluate_policy`.
     """
+    return evaluate_policy_fn(policy_fn(module, policy_id), env, num_episodes=num_episodes, seed=seed,
+                              env_config=env_config)
+
+
+def evaluate_policy_fn(act: Any, env: str | gym.Env, *, num_episodes: int = 10, seed: int = 0,
+                       env_config: dict | None = None) -> dict[str, Any]:
+    """:func:`evaluate_module` for any ``obs -> action`` function; episode ``i`` is seeded ``seed + i``."""
     own_env = isinstance(env, str)
     env = gym.make(env, **(env_config or {})) if own_env else env
-    act = policy_fn(module, policy_id)
     returns, comps = [], []
     try:
         for ep in range(num_episodes):
