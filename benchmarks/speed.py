@@ -80,22 +80,25 @@ def bench_updates(path: str, steps: int, rounds: int) -> None:
     # 256-wide inputs does the same arithmetic, so it isolates the framework's overhead.
     br = phase2.config.br_dim
     wide = dict(tensors, obs=torch.randn(100_000, br), new_obs=torch.randn(100_000, br))
-    p1, p2, plain, plain_wide = [], [], [], []
+    p1, p2, plain, plain_wide, plain_fused = [], [], [], [], []
     for _ in range(rounds):  # alternate so that machine noise hits all alike
         p1 += timed_train(phase1, 1)
         p2 += timed_train(phase2, 1)
         plain.append(updates_per_second(tensors, HIDDENS, 256, steps))
         plain_wide.append(updates_per_second(wide, HIDDENS, 256, steps))
-    m1, m2, mp, mw = (statistics.median(x) for x in (p1, p2, plain, plain_wide))
+        plain_fused.append(updates_per_second(wide, HIDDENS, 256, steps, fused_adam=True))
+    m1, m2, mp, mw, mf = (statistics.median(x) for x in (p1, p2, plain, plain_wide, plain_fused))
     print("\n| what (batch 256, nets 256-256) | updates/s (median) | vs plain, same input width "
           "| vs plain on the state |")
     print("|---|---|---|---|")
     print(f"| plain PyTorch TD3+BC, {OBS_DIM}-wide state | {mp:.0f} | | 1.00 |")
     print(f"| plain PyTorch TD3+BC, {br}-wide input | {mw:.0f} | 1.00 | {mw / mp:.2f} |")
+    print(f"| plain PyTorch TD3+BC, {br}-wide input, fused Adam (as FAST-Q) | {mf:.0f} | {mf / mw:.2f} | "
+          f"{mf / mp:.2f} |")
     print(f"| FAST-Q phase 2 in RLlib (K=1, cached BR) | {m2:.0f} | {m2 / mw:.2f} | {m2 / mp:.2f} |")
     print(f"| FAST-Q phase 1 in RLlib (K=3, experts + adversary) | {m1:.0f} | | {m1 / mp:.2f} |")
     print(f"\nrounds={rounds}, steps/round={steps}; raw: phase1={np.round(p1)}, phase2={np.round(p2)}, "
-          f"plain={np.round(plain)}, plain_wide={np.round(plain_wide)}")
+          f"plain={np.round(plain)}, plain_wide={np.round(plain_wide)}, plain_fused={np.round(plain_fused)}")
 
 
 def bench_ingest(tmp: str, sizes: list[int]) -> None:

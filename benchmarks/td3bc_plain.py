@@ -25,13 +25,15 @@ def mlp(inp: int, hiddens: list[int], out: int) -> nn.Sequential:
 class TD3BC:
     def __init__(self, state_dim: int, action_dim: int, hiddens: list[int], *, alpha: float = 2.5,
                  gamma: float = 0.99, tau: float = 0.005, policy_noise: float = 0.2, noise_clip: float = 0.5,
-                 policy_freq: int = 2, lr: float = 3e-4):
+                 policy_freq: int = 2, lr: float = 3e-4, fused_adam: bool = False):
         self.actor = mlp(state_dim, hiddens, action_dim)
         self.q1 = mlp(state_dim + action_dim, hiddens, 1)
         self.q2 = mlp(state_dim + action_dim, hiddens, 1)
         self.actor_t, self.q1_t, self.q2_t = (copy.deepcopy(m) for m in (self.actor, self.q1, self.q2))
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
-        self.critic_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=lr)
+        # CORL uses torch's default (single-tensor) Adam; `fused_adam` is FAST-Q's optimizer.
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr, fused=fused_adam or None)
+        self.critic_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=lr,
+                                           fused=fused_adam or None)
         self.alpha, self.gamma, self.tau = alpha, gamma, tau
         self.policy_noise, self.noise_clip, self.policy_freq = policy_noise, noise_clip, policy_freq
         self.it = 0
@@ -66,10 +68,10 @@ class TD3BC:
 
 
 def updates_per_second(data: dict[str, torch.Tensor], hiddens: list[int], batch_size: int, steps: int,
-                       warmup: int = 20) -> float:
+                       warmup: int = 20, fused_adam: bool = False) -> float:
     """Gradient steps per second of the plain loop on ``data`` (obs, actions, rewards, new_obs, terminateds)."""
     s, a = data["obs"], data["actions"]
-    algo = TD3BC(s.shape[1], a.shape[1], hiddens)
+    algo = TD3BC(s.shape[1], a.shape[1], hiddens, fused_adam=fused_adam)
     n = s.shape[0]
 
     def step() -> None:

@@ -64,9 +64,12 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             "critic": ([module.critic], config.critic_lr),
             "actor": ([module.actor], config.actor_lr),
         }
+        # Fused Adam: one kernel per optimizer step instead of a loop over parameters (a third
+        # of the single-tensor step's time here); CPU and CUDA have it.
+        fused = self.device.type in ("cpu", "cuda")
         for name, (nets, lr) in parts.items():
             params = [p for net in nets for p in self.get_parameters(net)]
-            optim = torch.optim.Adam(params, weight_decay=config.weight_decay)
+            optim = torch.optim.Adam(params, weight_decay=config.weight_decay, fused=fused)
             self.register_optimizer(module_id=module_id, optimizer_name=name, optimizer=optim,
                                     params=params, lr_or_lr_schedule=lr)
 
@@ -136,12 +139,15 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             torch._foreach_lerp_(list(target.parameters()), list(main.parameters()), self.config.tau)
 
     def apply_gradients(self, gradients_dict: dict) -> None:
-        """Step every optimizer; one fused finiteness check instead of RLlib's per-parameter ones.
+        """Step every optimizer; one finiteness check over all gradients instead of RLlib's
+        per-parameter ones.
 
-        Non-finite gradients fall back to RLlib's handling (zeroed or skipped, with a warning).
+        A non-finite entry makes its tensor's norm non-finite (so does a finite norm overflowing
+        float32, which only costs the exact check); then RLlib's handling (zeroed or skipped, with
+        a warning) takes over.
         """
         grads = list(gradients_dict.values())
-        if grads and not bool(torch.isfinite(torch.cat([g.reshape(-1) for g in grads])).all()):
+        if grads and not bool(torch.stack(torch._foreach_norm(grads)).isfinite().all()):
             return super().apply_gradients(gradients_dict)
         for pid, grad in gradients_dict.items():
             self._params[pid].grad = grad

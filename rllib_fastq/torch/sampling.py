@@ -41,9 +41,10 @@ class InMemorySampler:
         return self._cache is not None
 
     def _gather(self, idx: torch.Tensor, skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
-        out = {k: v[idx] for k, v in self.columns.items() if k not in skip}
+        # index_select, not v[idx]: advanced indexing is ~6x slower on CPU for these shapes.
+        out = {k: v.index_select(0, idx) for k, v in self.columns.items() if k not in skip}
         if self._cache is not None:
-            out.update({k: v[idx] for k, v in self._cache.items()})
+            out.update({k: v.index_select(0, idx) for k, v in self._cache.items()})
         return out
 
     def sample_phase1(self, batch_size: int, arm_probs: np.ndarray) -> dict[str, torch.Tensor]:
