@@ -36,7 +36,7 @@ class NormalizedTD3BC:
     """TD3+BC (Fujimoto & Gu 2021) with its state normalisation (dataset mean/std, eps 1e-3)."""
 
     def __init__(self, data: dict[str, torch.Tensor], *, hiddens: list[int], gamma: float, seed: int,
-                 batch_size: int = 256):
+                 batch_size: int = 256, alpha: float = 2.5):
         torch.manual_seed(seed)
         self.gen = torch.Generator().manual_seed(seed)
         self.mean = data["obs"].mean(0)
@@ -44,7 +44,7 @@ class NormalizedTD3BC:
         self.s = self.norm(data["obs"])
         self.s2 = self.norm(data["new_obs"])
         self.a, self.r, self.d = data["actions"], data["rewards"], data["terminateds"]
-        self.algo = TD3BC(self.s.shape[1], self.a.shape[1], hiddens, gamma=gamma)
+        self.algo = TD3BC(self.s.shape[1], self.a.shape[1], hiddens, gamma=gamma, alpha=alpha)
         self.batch_size = batch_size
         self.steps = 0
 

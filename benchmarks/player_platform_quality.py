@@ -49,8 +49,11 @@ ABLATIONS = {
     # Trained as FAST-Q; acts with the arm the experiment's router prefers for the player (keep
     # the routing, let FAST-Q improve each arm's policy) instead of choosing the "best" arm by Q.
     "FAST-Q (routed arm)": {},
+    # α (Q term vs BC term) chosen on tuning players by benchmarks/player_platform_tuning.py.
+    "FAST-Q (tuned α)": {},
 }
 ROUTED = {"FAST-Q (routed arm)"}
+TUNED = {"FAST-Q (tuned α)": "FAST-Q", "TD3+BC (tuned α)": "TD3+BC"}
 CF_METHODS = ("FAST-Q", "FAST-Q w/o adversary")
 
 
@@ -80,6 +83,12 @@ def routed_policy(module: Any) -> Any:
         return per_arm[PREFERRED_ARM[int(np.argmax(obs["static"][:3]))]](obs)
 
     return act
+
+
+def tuned_alpha(method: str) -> float:
+    from benchmarks.player_platform_tuning import chosen_alpha
+
+    return chosen_alpha(TUNED[method])
 
 
 def evaluate(fn: Any, flat: bool, episodes: int) -> dict[str, Any]:
@@ -155,7 +164,10 @@ class Bench:
 
         p, curve = self.p, []
         t = time.perf_counter()
-        algo = fastq_config(seed, p, ABLATIONS[method]).build_algo()
+        overrides = dict(ABLATIONS[method])
+        if method in TUNED:
+            overrides["alpha"] = tuned_alpha(method)
+        algo = fastq_config(seed, p, overrides).build_algo()
         train_s = 0.0
         for i in range(p["total"] // p["spi"]):
             t0 = time.perf_counter()
@@ -174,17 +186,19 @@ class Bench:
         algo.stop()
         self.record(method, seed, entry)
 
-    def td3bc(self, seed: int) -> None:
+    def td3bc(self, seed: int, method: str = "TD3+BC") -> None:
         p, curve = self.p, []
         t = time.perf_counter()
-        agent = baselines.NormalizedTD3BC(self.data, hiddens=HIDDENS, gamma=GAMMA, seed=seed)
+        alpha = tuned_alpha(method) if method in TUNED else 2.5
+        agent = baselines.NormalizedTD3BC(self.data, hiddens=HIDDENS, gamma=GAMMA, seed=seed, alpha=alpha)
         for _ in range(p["total"] // p["spi"]):
             agent.train(p["spi"])
             curve.append([agent.steps, evaluate(agent.policy_fn(), True, p["curve_episodes"])["mean_return"]])
         entry = {"eval": evaluate(agent.policy_fn(), True, p["episodes"]), "curve": curve,
                  "wall_s": time.perf_counter() - t}
-        self.record_cf("TD3+BC", seed, counterfactual.td3bc_q1(agent, self.cf()[0]))
-        self.record("TD3+BC", seed, entry)
+        if method == "TD3+BC":
+            self.record_cf(method, seed, counterfactual.td3bc_q1(agent, self.cf()[0]))
+        self.record(method, seed, entry)
 
     def rllib(self, name: str, seed: int) -> None:
         p = self.p
@@ -208,7 +222,7 @@ class Bench:
         jobs: list[tuple[str, Any]] = []
         for seed in seeds:
             jobs += [("FAST-Q", seed), ("TD3+BC", seed)]
-            jobs += [(m, seed) for m in ABLATIONS if m != "FAST-Q"]
+            jobs += [(m, seed) for m in ABLATIONS if m != "FAST-Q"] + [("TD3+BC (tuned α)", seed)]
             jobs += [(f"RLlib {n}", seed) for n in baselines.RLLIB_ALGOS]
         for method, seed in jobs:
             if (only and method not in only) or self.done(method, seed):
@@ -218,8 +232,8 @@ class Bench:
             try:
                 if method in ABLATIONS:
                     self.fastq(method, seed)
-                elif method == "TD3+BC":
-                    self.td3bc(seed)
+                elif method.startswith("TD3+BC"):
+                    self.td3bc(seed, method)
                 else:
                     self.rllib(method.split()[1], seed)
             except Exception as e:  # noqa: BLE001 - record, report and go on with the others
@@ -232,7 +246,7 @@ class Bench:
 # -- report ----------------------------------------------------------------------------------------
 
 COMPS = ("revenue", "engagement", "cost", "dwell")
-ORDER = [*ABLATIONS, "TD3+BC", *(f"RLlib {n}" for n in baselines.RLLIB_ALGOS)]
+ORDER = [*ABLATIONS, "TD3+BC", "TD3+BC (tuned α)", *(f"RLlib {n}" for n in baselines.RLLIB_ALGOS)]
 
 
 def summary(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -271,11 +285,12 @@ def tables(res: dict[str, Any]) -> str:
     lines.append("\nRule rows: one deterministic policy, ± is the standard error over players; learned rows: "
                  "mean ± std over training seeds.")
     rules = {m: r for m, r in s.items() if m.startswith("arm ")}
-    for fq in ("FAST-Q", *sorted(ROUTED)):
+    for fq in ("FAST-Q", *sorted(ROUTED), "FAST-Q (tuned α)"):
         if fq not in s or not rules:
             continue
         best = max(rules, key=lambda m: rules[m]["return"][0])
-        refs = [(f"best arm: {best}", s[best])] + ([("TD3+BC", s["TD3+BC"])] if "TD3+BC" in s else [])
+        td3 = "TD3+BC (tuned α)" if fq in TUNED else "TD3+BC"
+        refs = [(f"best arm: {best}", s[best])] + ([(td3, s[td3])] if td3 in s else [])
         lines += ["", f"| {fq} vs | return | revenue | engagement | dwell | cost |", "|---|---|---|---|---|---|"]
         for name, ref in refs:
             cells = [_pct(s[fq][k][0], ref[k][0]) for k in ("return", "revenue", "engagement", "dwell", "cost")]
@@ -394,7 +409,11 @@ def main() -> None:
         res["failures"].update(other.get("failures", {}))
     pathlib.Path(args.out).write_text(json.dumps(res, indent=1, default=float))
     print(tables(res))
-    plots(res, pathlib.Path(args.out).parent, suffix="_quick" if args.quick else "")
+    out = pathlib.Path(args.out)
+    if out.name in ("player_platform_quality.json", "player_platform_quality_quick.json"):
+        plots(res, out.parent, suffix="_quick" if args.quick else "")
+    else:  # a side file of a parallel --only run: its few rows must not replace the main plots
+        print(f"no plots for {out.name}: merge it into the main results (--report-only --merge {out})")
 
 
 if __name__ == "__main__":
