@@ -1,13 +1,14 @@
 """Why FAST-Q trails behaviour cloning on the player platform: three diagnostics on logged states.
 
-    python benchmarks/player_platform_diagnostics.py [--seed 0] [--alpha 2.5]
+    python benchmarks/player_platform_diagnostics.py [--seed 0] [--alpha 2.5] [--grl-lambda 0.1]
 
 Trains FAST-Q with the quality benchmark's settings (and TD3+BC beside it), and on the rows of
 ``offline_data/player_platform/heldout.parquet`` (logged data of other players, data seed 1) prints
 
 1. linear-probe accuracy of the player's observed segment (what decides which arm is right)
    from the raw state, the trunk output, the expert hidden ``h_p`` and the balanced
-   representation ``b_p`` of the logged arm, at initialisation and after phase 1;
+   representation ``b_p`` of the logged arm, and of the arm ``k`` from ``b_k(s)`` (what the
+   adversary is to make impossible), at initialisation and after phase 1;
 2. per segment, the mean action of the actor acting as the segment's preferred arm against
    that arm's rule, and their RMSE, after phase 1 and during phase 2 (TD3+BC at the end);
 3. per segment, which arm FAST-Q's ``"best"`` choice picks.
@@ -50,6 +51,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--alpha", type=float, default=2.5)
+    p.add_argument("--grl-lambda", type=float, default=0.1)
     args = p.parse_args()
     torch.set_num_threads(1)
     from rllib_fastq.data.io import read_transitions
@@ -64,7 +66,7 @@ def main() -> None:
     print(f"segment shares (heldout rows): {np.round(np.bincount(seg) / len(seg), 3)}; probe from the raw "
           f"state: {probe_accuracy(torch.as_tensor(tr.obs), seg_tr, torch.as_tensor(te.obs), seg_te):.3f}")
 
-    algo = fastq_config(args.seed, FULL, {"alpha": args.alpha}).build_algo()
+    algo = fastq_config(args.seed, FULL, {"alpha": args.alpha, "grl_lambda": args.grl_lambda}).build_algo()
     module = algo.get_module()
 
     def probes(label: str) -> None:
@@ -75,9 +77,15 @@ def main() -> None:
                 h = module.experts(z)
                 b = module.balancer(h)
             rows, pid = torch.arange(len(t.policy_id)), torch.as_tensor(t.policy_id)
-            out[name] = {"trunk": z, "h_p": h[rows, pid], "b_p": b[rows, pid]}
-        cells = [f"{k} {probe_accuracy(out['tr'][k], seg_tr, out['te'][k], seg_te):.3f}" for k in out["tr"]]
-        print(f"segment probe, {label}: " + ", ".join(cells), flush=True)
+            out[name] = {"trunk": z, "h_p": h[rows, pid], "b_p": b[rows, pid], "b_all": b}
+        cells = [f"{k} {probe_accuracy(out['tr'][k], seg_tr, out['te'][k], seg_te):.3f}"
+                 for k in ("trunk", "h_p", "b_p")]
+        # What the adversary is asked to make impossible: tell k from b_k(s), every arm on the same states.
+        arm_x = {n: o["b_all"].reshape(-1, o["b_all"].shape[-1]) for n, o in out.items()}
+        arm_y = {n: torch.arange(o["b_all"].shape[1]).repeat(o["b_all"].shape[0]) for n, o in out.items()}
+        arm = probe_accuracy(arm_x["tr"], arm_y["tr"], arm_x["te"], arm_y["te"])
+        print(f"{label}: segment probe " + ", ".join(cells) + f"; arm k from b_k(s) {arm:.3f} (chance 0.333)",
+              flush=True)
 
     def actions(label: str, act) -> None:
         for s, name in enumerate(SEGMENTS):
