@@ -49,12 +49,14 @@ ABLATIONS = {
     # Trained as FAST-Q; acts with the arm the experiment's router prefers for the player (keep
     # the routing, let FAST-Q improve each arm's policy) instead of choosing the "best" arm by Q.
     "FAST-Q (routed arm)": {},
-    # α (Q term vs BC term) chosen on tuning players by benchmarks/player_platform_tuning.py.
-    "FAST-Q (tuned α)": {},
+    # Settings chosen on tuning players by benchmarks/player_platform_tuning.py (see TUNED).
+    "FAST-Q (tuned)": {},
+    "FAST-Q (tuned) w/o adversary": {"grl_lambda": 0.0},
 }
 ROUTED = {"FAST-Q (routed arm)"}
-TUNED = {"FAST-Q (tuned α)": "FAST-Q", "TD3+BC (tuned α)": "TD3+BC"}
-CF_METHODS = ("FAST-Q", "FAST-Q w/o adversary")
+# Method -> the tuning result it takes its settings from (ABLATIONS entries override them).
+TUNED = {"FAST-Q (tuned)": "FAST-Q", "FAST-Q (tuned) w/o adversary": "FAST-Q", "TD3+BC (tuned)": "TD3+BC"}
+CF_METHODS = ("FAST-Q", "FAST-Q w/o adversary", "FAST-Q (tuned)", "FAST-Q (tuned) w/o adversary")
 
 
 def fastq_config(seed: int, p: dict[str, int], overrides: dict[str, Any]) -> Any:
@@ -85,10 +87,10 @@ def routed_policy(module: Any) -> Any:
     return act
 
 
-def tuned_alpha(method: str) -> float:
-    from benchmarks.player_platform_tuning import chosen_alpha
+def tuned_settings(method: str) -> dict[str, float]:
+    from benchmarks.player_platform_tuning import chosen
 
-    return chosen_alpha(TUNED[method])
+    return chosen(TUNED[method])
 
 
 def evaluate(fn: Any, flat: bool, episodes: int) -> dict[str, Any]:
@@ -164,9 +166,7 @@ class Bench:
 
         p, curve = self.p, []
         t = time.perf_counter()
-        overrides = dict(ABLATIONS[method])
-        if method in TUNED:
-            overrides["alpha"] = tuned_alpha(method)
+        overrides = {**(tuned_settings(method) if method in TUNED else {}), **ABLATIONS[method]}
         algo = fastq_config(seed, p, overrides).build_algo()
         train_s = 0.0
         for i in range(p["total"] // p["spi"]):
@@ -189,7 +189,7 @@ class Bench:
     def td3bc(self, seed: int, method: str = "TD3+BC") -> None:
         p, curve = self.p, []
         t = time.perf_counter()
-        alpha = tuned_alpha(method) if method in TUNED else 2.5
+        alpha = tuned_settings(method)["alpha"] if method in TUNED else 2.5
         agent = baselines.NormalizedTD3BC(self.data, hiddens=HIDDENS, gamma=GAMMA, seed=seed, alpha=alpha)
         for _ in range(p["total"] // p["spi"]):
             agent.train(p["spi"])
@@ -222,7 +222,7 @@ class Bench:
         jobs: list[tuple[str, Any]] = []
         for seed in seeds:
             jobs += [("FAST-Q", seed), ("TD3+BC", seed)]
-            jobs += [(m, seed) for m in ABLATIONS if m != "FAST-Q"] + [("TD3+BC (tuned α)", seed)]
+            jobs += [(m, seed) for m in ABLATIONS if m != "FAST-Q"] + [("TD3+BC (tuned)", seed)]
             jobs += [(f"RLlib {n}", seed) for n in baselines.RLLIB_ALGOS]
         for method, seed in jobs:
             if (only and method not in only) or self.done(method, seed):
@@ -246,7 +246,7 @@ class Bench:
 # -- report ----------------------------------------------------------------------------------------
 
 COMPS = ("revenue", "engagement", "cost", "dwell")
-ORDER = [*ABLATIONS, "TD3+BC", "TD3+BC (tuned α)", *(f"RLlib {n}" for n in baselines.RLLIB_ALGOS)]
+ORDER = [*ABLATIONS, "TD3+BC", "TD3+BC (tuned)", *(f"RLlib {n}" for n in baselines.RLLIB_ALGOS)]
 
 
 def summary(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -285,11 +285,11 @@ def tables(res: dict[str, Any]) -> str:
     lines.append("\nRule rows: one deterministic policy, ± is the standard error over players; learned rows: "
                  "mean ± std over training seeds.")
     rules = {m: r for m, r in s.items() if m.startswith("arm ")}
-    for fq in ("FAST-Q", *sorted(ROUTED), "FAST-Q (tuned α)"):
+    for fq in ("FAST-Q", *sorted(ROUTED), "FAST-Q (tuned)"):
         if fq not in s or not rules:
             continue
         best = max(rules, key=lambda m: rules[m]["return"][0])
-        td3 = "TD3+BC (tuned α)" if fq in TUNED else "TD3+BC"
+        td3 = "TD3+BC (tuned)" if fq in TUNED else "TD3+BC"
         refs = [(f"best arm: {best}", s[best])] + ([(td3, s[td3])] if td3 in s else [])
         lines += ["", f"| {fq} vs | return | revenue | engagement | dwell | cost |", "|---|---|---|---|---|---|"]
         for name, ref in refs:
@@ -307,7 +307,7 @@ def tables(res: dict[str, Any]) -> str:
         lines += ["", "| critic | continuation | seeds | pairwise acc. | top-1 acc. | Spearman (within state) "
                   "| Spearman (all pairs) |", "|---|---|---|---|---|---|---|"]
         for cont in ("switch", "one_step"):
-            for m in ("FAST-Q", "FAST-Q w/o adversary", "TD3+BC"):
+            for m in (*CF_METHODS, "TD3+BC"):
                 runs = [r[cont] for r in cf.get(m, {}).values()]
                 if not runs:
                     continue
