@@ -297,10 +297,12 @@ def main() -> None:
 
         init_local_ray(num_cpus=2, log_to_driver=False)
         bench.run()
-    res = {"runs": dict(bench.res["runs"]), "failures": dict(bench.res["failures"])}
+    res = {"runs": json.loads(json.dumps(bench.res["runs"])), "failures": dict(bench.res["failures"])}
     for path in filter(None, args.merge.split(",")):
         other = json.loads(pathlib.Path(path).read_text())
-        res["runs"].update(other["runs"])
+        for key, methods in other["runs"].items():  # per (dataset, method, seed): files may share a dataset
+            for method, seeds in methods.items():
+                res["runs"].setdefault(key, {}).setdefault(method, {}).update(seeds)
         res["failures"].update(other.get("failures", {}))
     report(res)
     plot(bench.res, args.env)
