@@ -95,10 +95,11 @@ def tuned_settings(method: str) -> dict[str, float]:
     return chosen(TUNED[method])
 
 
-def evaluate(fn: Any, flat: bool, episodes: int) -> dict[str, Any]:
+def evaluate(fn: Any, flat: bool, episodes: int, seed: int = EVAL_SEED) -> dict[str, Any]:
+    """Online in the simulator on ``episodes`` players seeded ``seed``.. (default: the held-out ones)."""
     from rllib_fastq.envs import evaluate_policy
 
-    return evaluate_policy(fn, {"flat_obs": True} if flat else None, num_episodes=episodes, seed=EVAL_SEED)
+    return evaluate_policy(fn, {"flat_obs": True} if flat else None, num_episodes=episodes, seed=seed)
 
 
 class Bench:

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import baselines  # noqa: E402
-from benchmarks.player_platform_quality import FULL, GAMMA, HIDDENS, TRAIN, fastq_config  # noqa: E402
+from benchmarks.player_platform_quality import FULL, GAMMA, HIDDENS, TRAIN, evaluate, fastq_config  # noqa: E402
 
 TUNING_SEED, TRAIN_SEED = 50_000, 100
 DEFAULT_GRL_LAMBDA = 0.1
@@ -40,10 +40,7 @@ OUT = ROOT / "benchmarks/results/player_platform_tuning.json"
 
 
 def tuning_return(fn, flat: bool, episodes: int) -> float:
-    from rllib_fastq.envs import evaluate_policy
-
-    return evaluate_policy(fn, {"flat_obs": True} if flat else None, num_episodes=episodes,
-                           seed=TUNING_SEED)["mean_return"]
+    return evaluate(fn, flat, episodes, seed=TUNING_SEED)["mean_return"]
 
 
 def run_fastq(settings: dict[str, float], seed: int, episodes: int) -> float:
