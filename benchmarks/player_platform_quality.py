@@ -52,11 +52,11 @@ ABLATIONS = {
     # Settings chosen on tuning players by benchmarks/player_platform_tuning.py (see TUNED).
     "FAST-Q (tuned)": {},
     "FAST-Q (tuned) w/o adversary": {"grl_lambda": 0.0},
-    "FAST-Q (tuned, routed arm)": {},
+    "FAST-Q (tuned) routed arm": {},
 }
-ROUTED = {"FAST-Q (routed arm)", "FAST-Q (tuned, routed arm)"}
+ROUTED = {"FAST-Q (routed arm)", "FAST-Q (tuned) routed arm"}
 # Method -> the tuning result it takes its settings from (ABLATIONS entries override them).
-TUNED = {"FAST-Q (tuned)": "FAST-Q", "FAST-Q (tuned) w/o adversary": "FAST-Q", "FAST-Q (tuned, routed arm)": "FAST-Q",
+TUNED = {"FAST-Q (tuned)": "FAST-Q", "FAST-Q (tuned) w/o adversary": "FAST-Q", "FAST-Q (tuned) routed arm": "FAST-Q",
          "TD3+BC (tuned)": "TD3+BC"}
 CF_METHODS = ("FAST-Q", "FAST-Q w/o adversary", "FAST-Q (tuned)", "FAST-Q (tuned) w/o adversary")
 
@@ -288,7 +288,7 @@ def tables(res: dict[str, Any]) -> str:
     lines.append("\nRule rows: one deterministic policy, ± is the standard error over players; learned rows: "
                  "mean ± std over training seeds.")
     rules = {m: r for m, r in s.items() if m.startswith("arm ")}
-    for fq in ("FAST-Q", "FAST-Q (routed arm)", "FAST-Q (tuned)", "FAST-Q (tuned, routed arm)"):
+    for fq in ("FAST-Q", "FAST-Q (routed arm)", "FAST-Q (tuned)", "FAST-Q (tuned) routed arm"):
         if fq not in s or not rules:
             continue
         best = max(rules, key=lambda m: rules[m]["return"][0])
