@@ -350,8 +350,9 @@ def plots(res: dict[str, Any], outdir: pathlib.Path, suffix: str = "") -> None:
     fig.savefig(outdir / f"player_platform_learning_curves{suffix}.png", dpi=120)
     plt.close(fig)
 
-    names = [m for m in ("FAST-Q", "TD3+BC", "RLlib BC", "arm 1 (competitive)", "per-segment oracle") if m in s]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    names = [m for m in ("FAST-Q", "FAST-Q (tuned)", "FAST-Q (tuned) routed arm", "TD3+BC", "TD3+BC (tuned)",
+                         "RLlib BC", "arm 1 (competitive)", "per-segment oracle") if m in s]
+    fig, ax = plt.subplots(figsize=(9, 4))
     w = 0.8 / max(1, len(names))
     for i, m in enumerate(names):
         xs = np.arange(len(COMPS) + 1) + i * w
