@@ -55,7 +55,7 @@ DATA = ROOT / "offline_data/mujoco"
 RESULTS = ROOT / "benchmarks/results"
 EVAL_SEED = 100_000
 HIDDENS = [256, 256]
-METHODS = ("FAST-Q", "FAST-Q (K=1)", "TD3+BC", "RLlib BC", "RLlib IQL", "RLlib CQL")
+METHODS = ("FAST-Q", "FAST-Q (best logged arm)", "FAST-Q (K=1)", "TD3+BC", "RLlib BC", "RLlib IQL", "RLlib CQL")
 DEFAULT_METHODS = "FAST-Q,FAST-Q (K=1),TD3+BC,RLlib BC"
 # Published D4RL v2 normalised scores at 1M gradient steps (Kostrikov et al., "Offline RL with
 # Implicit Q-Learning", ICLR 2022, Table 1; CQL as re-run there). Other data: D4RL's behaviour
@@ -77,6 +77,18 @@ def score(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int) -
     """Mean undiscounted return of ``act`` over ``episodes`` episodes seeded EVAL_SEED + i, normalised."""
     ret = evaluate_policy_fn(act, env_id, num_episodes=episodes, seed=EVAL_SEED)["mean_return"]
     return {"return": ret, "normalized": normalized_score(env_id, ret), "episodes": episodes}
+
+
+def best_logged_arm(path: str) -> int:
+    """The arm whose logged episodes have the highest mean return: a choice from the data alone."""
+    import pandas as pd
+
+    from rllib_fastq.data.io import read_transitions
+
+    tr = read_transitions(path)
+    episodes = pd.DataFrame({"eps": tr.eps_id, "arm": tr.policy_id, "r": tr.rewards}).groupby("eps")
+    per_episode = pd.DataFrame({"arm": episodes["arm"].first(), "ret": episodes["r"].sum()})
+    return int(per_episode.groupby("arm")["ret"].mean().idxmax())
 
 
 def unlabelled_copy(path: str, tmp: str) -> str:
@@ -123,7 +135,8 @@ class Bench:
     def curve_point(self, act: Callable, step: int) -> list[float]:
         return [step, score(act, self.args.env, self.args.curve_episodes)["normalized"]]
 
-    def fastq(self, path: str, k: int, seed: int) -> dict[str, Any]:
+    def fastq(self, path: str, k: int, seed: int, arm: int | str = "best") -> dict[str, Any]:
+        """FAST-Q acting as ``arm``: "best" (by its critic) or a fixed arm index."""
         from rllib_fastq import FastQConfig
         from rllib_fastq.evaluation.rollout import policy_fn
 
@@ -140,8 +153,8 @@ class Bench:
         for i in range(a.steps // spi):
             algo.train()
             if (i + 1) * spi > a.pretrain and ((i + 1) * spi) % a.curve_every == 0:
-                curve.append(self.curve_point(policy_fn(algo.get_module(), "best"), (i + 1) * spi))
-        entry = {"eval": score(policy_fn(algo.get_module(), "best"), a.env, a.episodes), "curve": curve}
+                curve.append(self.curve_point(policy_fn(algo.get_module(), arm), (i + 1) * spi))
+        entry = {"eval": score(policy_fn(algo.get_module(), arm), a.env, a.episodes), "curve": curve, "arm": arm}
         algo.stop()
         return entry
 
@@ -190,12 +203,14 @@ class Bench:
                 for method in only:
                     if str(seed) in self.res["runs"].get(key, {}).get(method, {}):
                         continue
-                    if method == "FAST-Q (K=1)" and k == 1:
+                    if method in ("FAST-Q (K=1)", "FAST-Q (best logged arm)") and k == 1:
                         continue  # identical to FAST-Q on a single-policy file
                     t = time.perf_counter()
                     try:
                         if method == "FAST-Q":
                             entry = self.fastq(path, k, seed)
+                        elif method == "FAST-Q (best logged arm)":
+                            entry = self.fastq(path, k, seed, arm=best_logged_arm(path))
                         elif method == "FAST-Q (K=1)":
                             entry = self.fastq(unlabelled_copy(path, tmp), 1, seed)
                         elif method == "TD3+BC":
