@@ -246,10 +246,12 @@ def report(res: dict[str, Any]) -> None:
         cells = []
         for m in cols:
             vals = [r["eval"]["normalized"] for r in runs.get(m, {}).values()]
-            if len(vals) > 1:  # population std (ddof 0) over training seeds
+            if not vals:
+                cells.append("")
+            elif len(vals) == 1:
+                cells.append(f"{vals[0]:.1f} (1)")
+            else:  # population std (ddof 0) over training seeds
                 cells.append(f"{np.mean(vals):.1f} ± {np.std(vals):.1f} ({len(vals)})")
-            else:
-                cells.append(f"{vals[0]:.1f} (1)" if vals else "")
         pub = PUBLISHED.get((env, ds))
         pub_s = " / ".join(f"{pub[n]:.1f}" for n in ("BC", "TD3+BC", "CQL", "IQL")) if pub else "n/a"
         print(f"| {env.split('-')[0]} {ds} | {k} | {behaviour_score(env, ds)} | " + " | ".join(cells)
