@@ -267,12 +267,16 @@ def plot(res: dict[str, Any], env: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = sorted(k for k in res["runs"] if k.startswith(env + "/"))
-    if not keys:
+    plotted = ("FAST-Q", "FAST-Q (K=1)", "TD3+BC")
+    keys = sorted(
+        k for k, methods in res["runs"].items()
+        if k.startswith(env + "/") and any(m in methods for m in plotted)
+    )
+    if not keys:  # a side file of other methods (e.g. only RLlib CQL) must not overwrite the env's plot
         return
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.5), squeeze=False)
     for ax, key in zip(axes[0], keys):
-        for m in ("FAST-Q", "FAST-Q (K=1)", "TD3+BC"):
+        for m in plotted:
             curves = [r["curve"] for r in res["runs"][key].get(m, {}).values() if r.get("curve")]
             if not curves:
                 continue
