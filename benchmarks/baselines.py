@@ -110,7 +110,8 @@ def rllib_config(name: str, path: str, *, steps_per_iter: int, gamma: float, see
         # bc_iters=0: the CQL actor loss from the first step, as CORL's CQL does. RLlib 2.60
         # compares bc_iters with a counter its learner resets at every train() call, so at any
         # bc_iters above steps_per_iter (the default is 20,000) the actor is trained by behaviour
-        # cloning for the whole run and only the critic is conservative.
+        # cloning for the whole run and only the critic is conservative
+        # (benchmarks/rllib_cql_counter.py prints the counter).
         cfg = cfg.training(num_steps_sampled_before_learning_starts=0, bc_iters=0)
     if name == "MARWIL":
         cfg = cfg.training(beta=1.0)

@@ -11,7 +11,8 @@ Methods, all with the same number of gradient steps of batch 256 and the same 25
   plain single-policy offline RL; only run where the file has more than one policy;
 * ``TD3+BC``: the plain PyTorch loop of ``benchmarks/td3bc_plain.py`` with its state normalisation;
 * ``RLlib BC``, ``RLlib IQL``, ``RLlib CQL``: RLlib 2.60's own algorithms (new API stack, library
-  defaults except the shared widths, batch and learning rates).
+  defaults except the shared widths, batch and learning rates, and CQL's ``bc_iters=0``: see
+  ``benchmarks/rllib_cql_counter.py``).
 
 The FINAL policy is scored (no checkpoint selection): the deterministic policy's undiscounted
 return over ``--episodes`` episodes seeded 100_000.. (the data used seeds below 10_000), reported
