@@ -21,7 +21,8 @@ as a D4RL normalised score (``rllib_fastq.evaluation.scores``). Results go to
 environments can run side by side); tables go to stdout (``--merge`` adds other environments'
 files to the table), a learning-curve
 plot per environment to ``benchmarks/results/``.
-Rerunning skips the (dataset, method, seed) runs already in the JSON.
+Rerunning skips the (dataset, method, seed) runs already in the JSON; ``--first-seed`` lets
+separate processes (separate ``--out`` files, joined with ``--merge``) take one seed each.
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ class Bench:
                 raise SystemExit(f"{path} is missing: run `fastq data mujoco --env {a.env}` first.")
             k = int(np.unique(read_transitions(path).policy_id).size)
             key = f"{a.env}/{ds}"
-            for seed in range(a.seeds):
+            for seed in range(a.first_seed, a.seeds):
                 for method in only:
                     if str(seed) in self.res["runs"].get(key, {}).get(method, {}):
                         continue
@@ -301,6 +302,8 @@ def main() -> None:
     p.add_argument("--env", default="HalfCheetah-v5", choices=["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"])
     p.add_argument("--datasets", default="medium,medium-replay,multi-policy,medium-high")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="run seeds first-seed..seeds-1 only (to run one seed per process, side by side)")
     p.add_argument("--steps", type=int, default=5000, help="gradient steps per method (FAST-Q: both phases)")
     p.add_argument("--pretrain", type=int, default=1000, help="FAST-Q phase-1 steps (part of --steps)")
     p.add_argument("--steps-per-iter", type=int, default=500)
