@@ -21,7 +21,8 @@ as a D4RL normalised score (``rllib_fastq.evaluation.scores``). Results go to
 environments can run side by side); tables go to stdout (``--merge`` adds other environments'
 files to the table), a learning-curve
 plot per environment to ``benchmarks/results/``.
-Rerunning skips the (dataset, method, seed) runs already in the JSON; ``--first-seed`` lets
+Rerunning skips the (dataset, method, seed) runs already in the JSON and resumes an unfinished
+RLlib run from its last checkpoint (``benchmarks/results/.checkpoints/``); ``--first-seed`` lets
 separate processes (separate ``--out`` files, joined with ``--merge``) take one seed each.
 """
 
@@ -34,6 +35,7 @@ import json
 import os
 import pathlib
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -103,6 +105,42 @@ def unlabelled_copy(path: str, tmp: str) -> str:
     tr = dataclasses.replace(tr, policy_id=np.zeros_like(tr.policy_id), meta=meta)
     out = os.path.join(tmp, os.path.basename(path).replace(".parquet", "-k1.parquet"))
     return write_transitions(tr, out, overwrite=True)
+
+
+class Checkpoints:
+    """Resumable RLlib runs: the algorithm is saved after every ``train()`` iteration.
+
+    RLlib's CQL runs take 1-2.5 h here and background jobs do not survive a session change, so a
+    rerun of the same command restores the newest checkpoint (weights, optimiser states, iteration
+    count) and goes on. The offline data stream restarts, so a resumed run is a statistically
+    equivalent run, not a bit-identical one. A new checkpoint is complete before the pointer to it
+    is replaced and before the older one is deleted, so a kill at any moment keeps one checkpoint.
+    """
+
+    def __init__(self, root: pathlib.Path):
+        self.root = root
+        self.pointer = root / "latest.json"
+
+    def restore(self, algo: Any) -> int:
+        """Restore the newest checkpoint into ``algo``; the number of iterations it had done (0: none)."""
+        if not self.pointer.exists():
+            return 0
+        latest = json.loads(self.pointer.read_text())
+        algo.restore_from_path(str(self.root / latest["dir"]))
+        return int(latest["iterations"])
+
+    def save(self, algo: Any, iterations: int) -> None:
+        old = json.loads(self.pointer.read_text())["dir"] if self.pointer.exists() else None
+        name = f"iter_{iterations:04d}"
+        algo.save_to_path(str(self.root / name))
+        tmp = self.pointer.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"dir": name, "iterations": iterations}))
+        tmp.replace(self.pointer)
+        if old and old != name:
+            shutil.rmtree(self.root / old, ignore_errors=True)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class Bench:
@@ -179,11 +217,20 @@ class Bench:
         algo = baselines.rllib_config(name, path, steps_per_iter=a.steps_per_iter, gamma=0.99, seed=seed,
                                       hiddens=HIDDENS, env=a.env, obs_dim=obs_dim, act_dim=act_dim).build_algo()
         build_s = time.perf_counter() - t
-        for _ in range(a.steps // a.steps_per_iter):
+        run_id = f"{a.env}-{pathlib.Path(path).stem}-{name}-seed{seed}-{a.steps}x{a.steps_per_iter}"
+        ckpt = Checkpoints(RESULTS / ".checkpoints" / run_id)
+        done = ckpt.restore(algo)
+        if done:
+            print(f"[{time.strftime('%H:%M:%S')}] {name} seed {seed}: resumed at step {done * a.steps_per_iter}",
+                  flush=True)
+        for i in range(done, a.steps // a.steps_per_iter):
             algo.train()
+            ckpt.save(algo, i + 1)
         module = algo.learner_group._learner.module["default_policy"]
-        entry = {"eval": score(baselines.rllib_policy_fn(module), a.env, a.episodes), "build_s": build_s}
+        entry = {"eval": score(baselines.rllib_policy_fn(module), a.env, a.episodes), "build_s": build_s,
+                 "resumed_at_step": done * a.steps_per_iter}
         algo.stop()
+        ckpt.clear()  # the caller records the entry next; a crash in between only repeats the evaluation
         return entry
 
     def run(self) -> None:
