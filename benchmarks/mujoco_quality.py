@@ -107,6 +107,14 @@ def unlabelled_copy(path: str, tmp: str) -> str:
     return write_transitions(tr, out, overwrite=True)
 
 
+def write_json_atomic(path: pathlib.Path, obj: Any) -> None:
+    """Write ``obj`` as JSON through a temporary file, so a kill never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=float))
+    tmp.replace(path)
+
+
 class Checkpoints:
     """Resumable RLlib runs: the algorithm is saved after every ``train()`` iteration.
 
@@ -133,9 +141,7 @@ class Checkpoints:
         old = json.loads(self.pointer.read_text())["dir"] if self.pointer.exists() else None
         name = f"iter_{iterations:04d}"
         algo.save_to_path(str(self.root / name))
-        tmp = self.pointer.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"dir": name, "iterations": iterations}))
-        tmp.replace(self.pointer)
+        write_json_atomic(self.pointer, {"dir": name, "iterations": iterations})
         if old and old != name:
             shutil.rmtree(self.root / old, ignore_errors=True)
 
@@ -159,10 +165,7 @@ class Bench:
         }
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.res, indent=1, default=float))
-        tmp.replace(self.path)
+        write_json_atomic(self.path, self.res)
 
     def record(self, key: str, method: str, seed: int, entry: dict[str, Any]) -> None:
         self.res["runs"].setdefault(key, {}).setdefault(method, {})[str(seed)] = entry
