@@ -52,6 +52,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import baselines  # noqa: E402
+from benchmarks.results_io import write_json_atomic  # noqa: E402
 from rllib_fastq.evaluation.rollout import evaluate_policy_fn  # noqa: E402
 from rllib_fastq.evaluation.scores import normalized_score  # noqa: E402
 
@@ -105,14 +106,6 @@ def unlabelled_copy(path: str, tmp: str) -> str:
     tr = dataclasses.replace(tr, policy_id=np.zeros_like(tr.policy_id), meta=meta)
     out = os.path.join(tmp, os.path.basename(path).replace(".parquet", "-k1.parquet"))
     return write_transitions(tr, out, overwrite=True)
-
-
-def write_json_atomic(path: pathlib.Path, obj: Any) -> None:
-    """Write ``obj`` as JSON through a temporary file, so a kill never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=float))
-    tmp.replace(path)
 
 
 class Checkpoints:

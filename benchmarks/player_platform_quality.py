@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import baselines, counterfactual  # noqa: E402
+from benchmarks.results_io import write_json_atomic  # noqa: E402
 
 TRAIN = str(ROOT / "offline_data/player_platform/train.parquet")
 RESULTS = ROOT / "benchmarks/results"
@@ -123,10 +124,7 @@ class Bench:
         self._cf_states = self._cf_truth = None
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.res, indent=1, default=float))
-        tmp.replace(self.path)
+        write_json_atomic(self.path, self.res)
 
     def done(self, method: str, seed: int) -> bool:
         return str(seed) in self.res["runs"].get(method, {})
