@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import baselines  # noqa: E402
-from benchmarks.results_io import write_json_atomic  # noqa: E402
+from rllib_fastq.data.io import write_json_atomic  # noqa: E402
 from rllib_fastq.evaluation.rollout import evaluate_policy_fn  # noqa: E402
 from rllib_fastq.evaluation.scores import normalized_score  # noqa: E402
 

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import baselines, counterfactual  # noqa: E402
-from benchmarks.results_io import write_json_atomic  # noqa: E402
+from rllib_fastq.data.io import write_json_atomic  # noqa: E402
 
 TRAIN = str(ROOT / "offline_data/player_platform/train.parquet")
 RESULTS = ROOT / "benchmarks/results"

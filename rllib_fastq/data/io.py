@@ -10,6 +10,7 @@ import glob
 import json
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -224,3 +225,13 @@ def write_transitions(tr: Transitions, path: str | os.PathLike, *, fmt: str | No
             f.write(tr.meta.to_json())
     os.replace(tmp, path)  # never leave a half-written file under the final name
     return path
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as JSON through a temporary file, so a kill never leaves a half-written file."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, default=float)
+    os.replace(tmp, path)

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from rllib_fastq.data.io import write_json_atomic
 from rllib_fastq.data.transitions import Transitions
 from rllib_fastq.evaluation.scores import normalized_score, reference_returns
 
@@ -318,9 +319,7 @@ def make_datasets(env_id: str, out_dir: str, *, transitions: int | None = None,
         card["datasets"][name] = {
             "file": os.path.basename(path), "rows": len(tr), "episodes": int(len(np.unique(tr.eps_id))),
             "policy_names": names, "bytes": os.path.getsize(path), "sha256": _sha256(path)}
-    with open(card_path + ".tmp", "w") as f:
-        json.dump(card, f, indent=1)
-    os.replace(card_path + ".tmp", card_path)
+    write_json_atomic(card_path, card)
     _write_readme(root, card)
     return card
 
