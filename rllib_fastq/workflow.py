@@ -36,7 +36,8 @@ SECTIONS = ("name", "data", "env", "env_config", "card", "config", "learners", "
 LEARNER_KEYS = ("num_learners", "num_cpus_per_learner", "num_gpus_per_learner")
 
 # The main job: the shipped player-platform data, sizes that train in a few minutes on 2 CPUs
-# (2 iterations of phase 1, then phase 2) and already beat the best logging arm.
+# (2 iterations of phase 1, then phase 2) and already beat the best logging arm. Both default specs
+# fix `seed` (weights, batch draws, target noise): the same command gives the same checkpoint.
 PLAYER_PLATFORM_SPEC: dict[str, Any] = {
     "name": "player_platform",
     "data": [str(PLAYER_PLATFORM_DIR / "train.parquet")],
@@ -44,7 +45,7 @@ PLAYER_PLATFORM_SPEC: dict[str, Any] = {
     "env_config": {},
     "card": str(PLAYER_PLATFORM_DIR / "card.json"),
     "config": {
-        "num_policies": 3, "pretrain_steps": 500, "dataset_num_iters_per_learner": 250, "gamma": 0.9,
+        "seed": 0, "num_policies": 3, "pretrain_steps": 500, "dataset_num_iters_per_learner": 250, "gamma": 0.9,
         "reward_weights": [0.25, 0.25, -0.25, 0.25],
         "reward_component_names": ["revenue", "engagement", "cost", "dwell"],
         "lstm_dropout": 0.0, "actor_hiddens": [128, 128], "critic_hiddens": [128, 128],
@@ -55,7 +56,7 @@ PLAYER_PLATFORM_SPEC: dict[str, Any] = {
     "evaluation": {"interval": 4, "episodes": 10},
     "run": {"iterations": 12, "final_eval_episodes": 300, "out": "checkpoints/fastq"},
 }
-GENERIC_SPEC: dict[str, Any] = {"name": "fastq", "config": {}, "learners": {"num_learners": 0},
+GENERIC_SPEC: dict[str, Any] = {"name": "fastq", "config": {"seed": 0}, "learners": {"num_learners": 0},
                                 "evaluation": {"interval": 0, "episodes": 10},
                                 "run": {"iterations": 10, "final_eval_episodes": 20, "out": "checkpoints/fastq"}}
 

@@ -55,6 +55,20 @@ def test_train_progress_checkpoint_and_summary(checkpoint):
     assert f"mean return {ev['mean_return']:.3f}" in stdout and "best arm competitive 7.738" in stdout
 
 
+def test_same_command_gives_the_same_checkpoint(checkpoint, tmp_path):
+    """The default specs fix `seed`: a rerun repeats every loss and the evaluation bit for bit."""
+    out, _ = checkpoint
+    again = str(tmp_path / "again")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["train", "--data", HELDOUT, "--iterations", "2", "--out", again, "--set", *TINY]) == 0
+    first, second = (json.loads(open(os.path.join(d, workflow.RUN_FILE)).read())["summary"] for d in (out, again))
+    losses = ("expert_loss", "td_loss", "actor_loss", "q_mean")
+    assert [[h.get(k) for k in losses] for h in first["history"]] == [[h.get(k) for k in losses]
+                                                                      for h in second["history"]]
+    assert first["evaluation"]["mean_return"] == second["evaluation"]["mean_return"]
+    assert first["history"][1]["td_loss"] > 0
+
+
 def test_evaluate_online_and_offline(checkpoint, capsys):
     out, _ = checkpoint
     assert main(["evaluate", out, "--episodes", "3", "--policy-id", "1"]) == 0
