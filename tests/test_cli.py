@@ -139,7 +139,8 @@ def test_specs_default_generic_and_shipped_configs(tmp_path):
     # Other data: FastQConfig's defaults, K read off the data, no env unless given.
     path = write_transitions(make_pendulum_dataset(episodes=2), tmp_path / "p.parquet")
     generic = workflow.load_spec(data=[str(path)], env="Pendulum-v1")
-    assert generic["config"] == {"num_policies": 2} and generic["env"] == "Pendulum-v1" and "card" not in generic
+    assert generic["config"] == {"seed": 0, "num_policies": 2}
+    assert generic["env"] == "Pendulum-v1" and "card" not in generic
     for name in ("smoke", "player_platform", "gpu_cluster"):
         cfg, spec = workflow.config_from_yaml(os.path.join(CONFIGS, f"{name}.yaml"), ["actor_lr=1e-4"])
         assert cfg.actor_lr == 1e-4 and spec["tune"]["metric"] == workflow.EVAL_KEY
