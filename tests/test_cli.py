@@ -31,15 +31,20 @@ def test_help(command, capsys):
     assert f"usage: fastq {' '.join(command)}" in capsys.readouterr().out
 
 
-@pytest.fixture(scope="module")
-def checkpoint(ray_session, tmp_path_factory):
-    """`fastq train` at smoke size: (checkpoint dir, its stdout)."""
-    out = str(tmp_path_factory.mktemp("train") / "ckpt")
+def smoke_train(out: str) -> str:
+    """`fastq train` at smoke size into ``out``; its stdout."""
     buf = io.StringIO()  # capsys is function-scoped: redirect by hand
     with contextlib.redirect_stdout(buf):
         rc = main(["train", "--data", HELDOUT, "--iterations", "2", "--out", out, "--set", *TINY])
     assert rc == 0
-    return out, buf.getvalue()
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(ray_session, tmp_path_factory):
+    """`fastq train` at smoke size: (checkpoint dir, its stdout)."""
+    out = str(tmp_path_factory.mktemp("train") / "ckpt")
+    return out, smoke_train(out)
 
 
 def test_train_progress_checkpoint_and_summary(checkpoint):
@@ -47,8 +52,7 @@ def test_train_progress_checkpoint_and_summary(checkpoint):
     assert "iter 1/2 | phase 1 | expert_loss" in stdout and "iter 2/2 | phase 2 | td_loss" in stdout
     assert "eval return" in stdout
     assert os.path.isdir(os.path.join(out, "learner_group"))
-    run = json.loads(open(os.path.join(out, workflow.RUN_FILE)).read())
-    ev = run["summary"]["evaluation"]
+    ev = workflow.run_info(out)["summary"]["evaluation"]
     assert ev["num_episodes"] == 4 and set(ev["components"]) == {"revenue", "engagement", "cost", "dwell"}
     assert ev["best_arm"] == "competitive" and set(ev["arms"]) == {"retention", "competitive", "monetization"}
     assert f"checkpoint: {out}" in stdout
@@ -59,9 +63,8 @@ def test_same_command_gives_the_same_checkpoint(checkpoint, tmp_path):
     """The default specs fix `seed`: a rerun repeats every loss and the evaluation bit for bit."""
     out, _ = checkpoint
     again = str(tmp_path / "again")
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["train", "--data", HELDOUT, "--iterations", "2", "--out", again, "--set", *TINY]) == 0
-    first, second = (json.loads(open(os.path.join(d, workflow.RUN_FILE)).read())["summary"] for d in (out, again))
+    smoke_train(again)
+    first, second = (workflow.run_info(d)["summary"] for d in (out, again))
     losses = ("expert_loss", "td_loss", "actor_loss", "q_mean")
     assert [[h.get(k) for k in losses] for h in first["history"]] == [[h.get(k) for k in losses]
                                                                       for h in second["history"]]
