@@ -16,7 +16,7 @@ from typing import Any
 # ``fastq data <source>``: each source module provides ``add_cli_arguments(parser)`` and
 # ``run_cli(args) -> int``.
 DATA_SOURCES = {
-    "player-platform": "rllib_fastq.envs.generate",
+    "player-platform": "rllib_fastq.datasets.player_platform",
     "mujoco": "rllib_fastq.data.mujoco",
 }
 SERVE_MODULE = "rllib_fastq.serve"  # same contract as the data sources

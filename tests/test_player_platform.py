@@ -24,7 +24,7 @@ from rllib_fastq.envs import (
     evaluate_policy,
     per_player_policy,
 )
-from rllib_fastq.envs.generate import collect_episodes, logged_arm_stats
+from rllib_fastq.datasets.player_platform import collect_episodes, logged_arm_stats
 
 SMALL = {"window": 8}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
