@@ -17,7 +17,7 @@ from typing import Any
 # ``run_cli(args) -> int``.
 DATA_SOURCES = {
     "player-platform": "rllib_fastq.datasets.player_platform",
-    "mujoco": "rllib_fastq.data.mujoco",
+    "mujoco": "rllib_fastq.datasets.mujoco",
 }
 SERVE_MODULE = "rllib_fastq.serve"  # same contract as the data sources
 

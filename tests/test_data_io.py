@@ -10,8 +10,8 @@ import pytest
 
 from rllib_fastq.data import schema
 from rllib_fastq.data.convert import convert, from_dataframe, minari_to_parquet, parquet_to_minari
-from rllib_fastq.data.io import read_transitions, transitions_to_table, write_transitions
-from rllib_fastq.data.validation import validate_dataset, validate_transitions
+from rllib_fastq.data.io import read_transitions, transitions_to_table, validate_dataset, write_transitions
+from rllib_fastq.data.validation import validate_transitions
 from rllib_fastq.datasets.player_platform import collect_episodes
 
 

@@ -11,10 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from rllib_fastq.data import mujoco
-from rllib_fastq.data.io import read_transitions
+from rllib_fastq.data.io import read_transitions, validate_dataset
 from rllib_fastq.data.transitions import Transitions
-from rllib_fastq.data.validation import validate_dataset
+from rllib_fastq.datasets import cards, mujoco
 from rllib_fastq.evaluation.scores import D4RL_REF_SCORES, normalized_score
 
 ENV = "Hopper-v5"
@@ -63,15 +62,15 @@ def test_normalized_score_values_and_unknown_env():
 
 def test_module_imports_cheaply():
     # The package itself may load torch/ray; the generator must add no simulator or SAC on top.
-    code = ("import sys, rllib_fastq; before = set(sys.modules); import rllib_fastq.data.mujoco; "
+    code = ("import sys, rllib_fastq; before = set(sys.modules); import rllib_fastq.datasets.mujoco; "
             "new = set(sys.modules) - before; "
             "bad = sorted(m for m in new if m.split('.')[0] in ('torch', 'mujoco', 'gymnasium') "
-            "or m == 'rllib_fastq.data.sac'); assert not bad, bad")
+            "or m == 'rllib_fastq.datasets.sac'); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 def test_replay_segments_round_trip(tmp_path):
-    from rllib_fastq.data.sac import ReplayBuffer
+    from rllib_fastq.datasets.sac import ReplayBuffer
 
     rng = np.random.default_rng(0)
     buf = ReplayBuffer(50, 3, 2)
@@ -99,7 +98,7 @@ def trained(tmp_path_factory):
     """A few hundred SAC steps on Hopper, stopped, resumed through the CLI, then datasets."""
     import torch
 
-    from rllib_fastq.data.sac import SACConfig
+    from rllib_fastq.datasets.sac import SACConfig
 
     torch.set_num_threads(1)
     out = str(tmp_path_factory.mktemp("mujoco"))
@@ -140,7 +139,7 @@ def test_generated_dataset_is_valid(trained, name):
     info = card["datasets"][name]
     tr = read_transitions(path, num_policies=len(info["policy_names"]), obs_dim=11, action_dim=3)
     check_episodes(tr)
-    assert info["rows"] == len(tr) and info["sha256"] == mujoco._sha256(path)
+    assert info["rows"] == len(tr) and info["sha256"] == cards.sha256(path)
     assert tr.meta.num_policies == len(info["policy_names"])
     assert tr.meta.extra["env_id"] == ENV and tr.meta.extra["dataset"] == name
     pids = set(np.unique(tr.policy_id).tolist())
@@ -189,7 +188,7 @@ def test_shipped_data_exists_and_is_consistent():
         card_path = os.path.join(d, "card.json")
         assert state is not None or os.path.exists(card_path), d
         if state is not None:
-            from rllib_fastq.data.sac import ReplayBuffer
+            from rllib_fastq.datasets.sac import ReplayBuffer
 
             z = sorted(glob.glob(os.path.join(mujoco.checkpoint_dir(SHIPPED, env_id), "replay", "*.npz")))
             with np.load(z[0]) as first:
@@ -200,7 +199,7 @@ def test_shipped_data_exists_and_is_consistent():
                 card = json.load(f)
             for info in card["datasets"].values():
                 path = os.path.join(d, info["file"])
-                assert mujoco._sha256(path) == info["sha256"], f"{path}: checksum differs from card"
+                assert cards.sha256(path) == info["sha256"], f"{path}: checksum differs from card"
                 tr = validate_dataset(path)
                 assert tr.meta.num_policies == len(info["policy_names"]) and len(tr) == info["rows"]
                 assert set(np.unique(tr.policy_id).tolist()) <= set(range(len(info["policy_names"])))

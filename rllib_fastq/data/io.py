@@ -1,7 +1,8 @@
 """Read and write transitions as parquet (default) or JSON lines, in RLlib's columnar format.
 
-Every reader validates what it reads (:mod:`rllib_fastq.data.validation`), so a bad file fails
-here, before training, with the file, the column, what was expected and what was found.
+Every reader validates what it reads (:mod:`rllib_fastq.data.validation`, which reads nothing
+itself), so a bad file fails here, before training, with the file, the column, what was expected
+and what was found. :func:`validate_dataset` checks a path, a table or transitions against a config.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 
 from rllib_fastq.data import schema
 from rllib_fastq.data.transitions import Transitions
+from rllib_fastq.data.validation import expected_shapes, validate_transitions
 
 _JSON_SUFFIXES = (".json", ".jsonl")
 # JSON lines has no place for file metadata: the DatasetMeta goes to a sidecar file next to it,
@@ -168,8 +170,6 @@ def read_transitions(
     The keyword arguments are what the caller expects (e.g. from the algorithm config);
     a mismatch raises ``ValueError`` naming the file and the column.
     """
-    from rllib_fastq.data.validation import validate_transitions
-
     parts = []
     for f in expand_paths(paths):
         tr = table_to_transitions(_read_one(f), source=f)
@@ -179,6 +179,25 @@ def read_transitions(
         )
         parts.append(tr)
     return parts[0] if len(parts) == 1 else Transitions.concat(parts)
+
+
+def validate_dataset(path_or_table: Any, config: Any = None) -> Transitions:
+    """Validate a dataset (path(s), an Arrow table, or :class:`Transitions`) against ``config``.
+
+    ``config`` is a ``FastQConfig`` (or None): its ``num_policies``, action/observation spaces and
+    ``reward_weights`` give the expected shapes. Returns the loaded transitions.
+    """
+    expect: dict[str, Any] = {}
+    if config is not None:
+        expect = expected_shapes(config)
+    if isinstance(path_or_table, Transitions):
+        return validate_transitions(path_or_table, **expect)
+    if isinstance(path_or_table, pa.Table):
+        return validate_transitions(table_to_transitions(path_or_table), **expect)
+    if isinstance(path_or_table, (str, os.PathLike, list, tuple)):
+        return read_transitions(path_or_table, **expect)
+    raise TypeError(f"validate_dataset: expected a path, a list of paths, a pyarrow.Table or "
+                    f"Transitions, got {type(path_or_table).__name__}.")
 
 
 def transitions_to_table(tr: Transitions) -> pa.Table:
@@ -227,11 +246,11 @@ def write_transitions(tr: Transitions, path: str | os.PathLike, *, fmt: str | No
     return path
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int = 1) -> None:
     """Write ``obj`` as JSON through a temporary file, so a kill never leaves a half-written file."""
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, default=float)
+        json.dump(obj, f, indent=indent, default=float)
     os.replace(tmp, path)

@@ -6,7 +6,6 @@ the data without reading our code.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -77,29 +76,6 @@ def validate_transitions(
         elif mask.shape[1:] != ea.shape[1:2]:
             _fail(tr, schema.EXPERT_ACTIONS_MASK, f"width {ea.shape[1]}", f"width {mask.shape[1]}")
     return tr
-
-
-def validate_dataset(path_or_table: Any, config: Any = None) -> Transitions:
-    """Validate a dataset (path(s), an Arrow table, or :class:`Transitions`) against ``config``.
-
-    ``config`` is a ``FastQConfig`` (or None): its ``num_policies``, action/observation spaces and
-    ``reward_weights`` give the expected shapes. Returns the loaded transitions.
-    """
-    import pyarrow as pa
-
-    from rllib_fastq.data.io import read_transitions, table_to_transitions
-
-    expect: dict[str, Any] = {}
-    if config is not None:
-        expect = expected_shapes(config)
-    if isinstance(path_or_table, Transitions):
-        return validate_transitions(path_or_table, **expect)
-    if isinstance(path_or_table, pa.Table):
-        return validate_transitions(table_to_transitions(path_or_table), **expect)
-    if isinstance(path_or_table, (str, os.PathLike, list, tuple)):
-        return read_transitions(path_or_table, **expect)
-    raise TypeError(f"validate_dataset: expected a path, a list of paths, a pyarrow.Table or "
-                    f"Transitions, got {type(path_or_table).__name__}.")
 
 
 def expected_shapes(config: Any) -> dict[str, Any]:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import platform
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +21,7 @@ from rllib_fastq.data import schema
 from rllib_fastq.data.io import write_transitions
 from rllib_fastq.data.transitions import Transitions
 from rllib_fastq.data.validation import validate_transitions
+from rllib_fastq.datasets import cards
 from rllib_fastq.envs.arms import (
     ARM_NAMES,
     ArmPolicy,
@@ -155,15 +154,6 @@ def online_values(config: PlayerPlatformConfig, num_episodes: int, seed: int) ->
     }
 
 
-def _versions() -> dict[str, str]:
-    import gymnasium
-    import pyarrow
-
-    import rllib_fastq
-    return {"python": platform.python_version(), "numpy": np.__version__, "gymnasium": gymnasium.__version__,
-            "pyarrow": pyarrow.__version__, "rllib_fastq": getattr(rllib_fastq, "__version__", "0.1.0")}
-
-
 def generate_player_platform_dataset(
     out: str | os.PathLike,
     *,
@@ -231,12 +221,9 @@ def generate_player_platform_dataset(
         "online": online_values(config, eval_episodes, seed),
         "generation": {"transitions": gen_rows, "seconds": gen_time,
                        "transitions_per_s": gen_rows / max(gen_time, 1e-9)},
-        "versions": _versions(),
+        "versions": cards.versions("numpy", "gymnasium", "pyarrow"),
     }
-    with open(os.path.join(out, "card.json"), "w") as f:
-        json.dump(card, f, indent=2)
-    with open(os.path.join(out, "README.md"), "w") as f:
-        f.write(card_markdown(card))
+    cards.write_card(out, card, card_markdown(card), indent=2)
     return card
 
 

@@ -13,12 +13,15 @@ import glob
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from rllib_fastq.evaluation.scores import normalized_score
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -272,9 +275,6 @@ class ReplayBuffer:
                              f"says {upto}; a segment file is missing.")
 
 
-MEDIUM_FRACTION = 1.0 / 3.0
-
-
 def env_seed(seed: int, episode: int) -> int:
     # Every episode is reset with its own seed, so a resumed run meets the same start states.
     return (seed * 1_000_003 + episode) % (2**31)
@@ -313,16 +313,20 @@ def evaluate(actor: Any, env_id: str, episodes: int, seed: int) -> tuple[float, 
 
 
 def train(env_id: str, ckpt: str, steps: int, *, seed: int = 0, checkpoint_every: int = 10_000,
-          eval_episodes: int = 5, sac_config: Any = None, log: Any = print) -> dict[str, Any]:
+          eval_episodes: int = 5, sac_config: Any = None, log: Any = print,
+          medium_return: float = math.inf,
+          after_checkpoint: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train (or resume training) SAC on ``env_id`` until ``steps`` env steps; return the state.
 
     Checkpoints fall on episode ends, so a resumed run starts a fresh episode exactly as the
     uninterrupted run would have (up to the float16 rounding of the saved replay data).
+
+    The dataset's rules come from the caller, so the trainer knows nothing of D4RL's: the first
+    checkpoint whose evaluation return reaches ``medium_return`` is recorded as
+    ``state["medium_step"]``, and ``after_checkpoint(ckpt, state)`` runs after each checkpoint
+    is saved (e.g. to delete actor snapshots no dataset can use).
     """
     import gymnasium as gym
-
-    from rllib_fastq.data.mujoco import prune_snapshots
-    from rllib_fastq.evaluation.scores import normalized_score, reference_returns
 
     state = load_state(ckpt)
     env = gym.make(env_id)
@@ -357,7 +361,6 @@ def train(env_id: str, ckpt: str, steps: int, *, seed: int = 0, checkpoint_every
                 os.remove(path)
         buf.load_segments(os.path.join(ckpt, "replay"), state["step"])
     step, episode, last_ckpt = state["step"], state["episode"], state["step"]
-    expert = reference_returns(env_id)[1]
     t0, u0 = time.time(), agent.updates
     obs, _ = env.reset(seed=env_seed(seed, episode))
     while True:
@@ -384,11 +387,12 @@ def train(env_id: str, ckpt: str, steps: int, *, seed: int = 0, checkpoint_every
         state["evals"].append({"step": step, "return": ret, "std": std,
                                "normalized": normalized_score(env_id, ret),
                                "snapshot": os.path.basename(snap_path)})
-        if state["medium_step"] is None and ret >= MEDIUM_FRACTION * expert:
+        if state["medium_step"] is None and ret >= medium_return:
             state["medium_step"] = step
         state.update(step=step, episode=episode, sac=agent.state_dict(), np_rng=rng.bit_generator.state)
         atomic_torch_save(state, os.path.join(ckpt, "state.pt"))
-        prune_snapshots(ckpt, state)
+        if after_checkpoint is not None:
+            after_checkpoint(ckpt, state)
         ups = (agent.updates - u0) / max(time.time() - t0, 1e-9)
         log(f"[{env_id}] step {step} episode {episode} eval {ret:.1f} ± {std:.1f} "
             f"(normalised {normalized_score(env_id, ret):.1f}) {ups:.1f} updates/s "

@@ -1,7 +1,7 @@
 """D4RL-style MuJoCo locomotion datasets made here: ``fastq data mujoco``.
 
 D4RL/Minari downloads are unavailable, so we train the behaviour policies ourselves (SAC,
-:mod:`rllib_fastq.data.sac`) and roll them out. Per environment this writes, under
+:mod:`rllib_fastq.datasets.sac`) and roll them out. Per environment this writes, under
 ``offline_data/mujoco/<env>/``:
 
 * ``medium``: the first evaluated policy whose return reaches 1/3 of D4RL's expert return
@@ -35,13 +35,17 @@ from typing import Any
 
 import numpy as np
 
-from rllib_fastq.data.io import write_json_atomic
+from rllib_fastq.data import schema
+from rllib_fastq.data.io import transitions_to_table
 from rllib_fastq.data.transitions import Transitions
+from rllib_fastq.datasets import cards
 from rllib_fastq.evaluation.scores import normalized_score, reference_returns
 
 ENVS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")
 # HalfCheetah passes medium (1/3 expert) near 90k steps; 150k already gives ~43 normalised.
 DEFAULT_STEPS = {"HalfCheetah-v5": 150_000, "Hopper-v5": 300_000, "Walker2d-v5": 300_000}
+#: D4RL's "medium" rule: the first policy whose evaluation return reaches this share of the expert's.
+MEDIUM_FRACTION = 1.0 / 3.0
 DATASETS = ("medium", "medium-replay", "high", "medium-high", "multi-policy")
 #: Rows per dataset: ~8 MiB per file (MuJoCo floats barely compress), so that all datasets plus
 #: the resumable checkpoints of the three envs stay within the repo's ~150 MiB budget.
@@ -55,16 +59,18 @@ def checkpoint_dir(out_dir: str, env_id: str) -> str:
 
 def load_state(out_dir: str, env_id: str) -> dict[str, Any] | None:
     """The saved training state of ``env_id`` (None if training never checkpointed)."""
-    from rllib_fastq.data.sac import load_state as _load
+    from rllib_fastq.datasets.sac import load_state as _load
 
     return _load(checkpoint_dir(out_dir, env_id))
 
 
 def train(env_id: str, out_dir: str, steps: int, **kwargs: Any) -> dict[str, Any]:
     """Train or resume SAC on ``env_id`` into ``out_dir/<env>/checkpoints`` (see ``sac.train``)."""
-    from rllib_fastq.data.sac import train as _train
+    from rllib_fastq.datasets.sac import train as _train
 
-    return _train(env_id, checkpoint_dir(out_dir, env_id), steps, **kwargs)
+    return _train(env_id, checkpoint_dir(out_dir, env_id), steps,
+                  medium_return=MEDIUM_FRACTION * reference_returns(env_id)[1],
+                  after_checkpoint=prune_snapshots, **kwargs)
 
 
 def select_policies(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -115,7 +121,7 @@ def rollout(env_id: str, actor: Any, n: int, *, seed: int, policy_id: int,
     import gymnasium as gym
     import torch
 
-    from rllib_fastq.data.sac import env_seed
+    from rllib_fastq.datasets.sac import env_seed
 
     env = gym.make(env_id)
     low, high = env.action_space.low, env.action_space.high
@@ -156,7 +162,7 @@ def replay_transitions(out_dir: str, env_id: str, state: dict[str, Any], upto: i
 
     policy_id 0 = the uniform-random warm-up, 1 = the SAC learner (whichever version acted).
     """
-    from rllib_fastq.data.sac import ReplayBuffer
+    from rllib_fastq.datasets.sac import ReplayBuffer
 
     replay = os.path.join(checkpoint_dir(out_dir, env_id), "replay")
     with np.load(sorted(glob.glob(os.path.join(replay, "seg_*.npz")))[0]) as first:
@@ -193,24 +199,6 @@ def head(tr: Transitions, n: int, policy_id: int) -> Transitions:
     return out
 
 
-def _sha256(path: str) -> str:
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def _versions() -> dict[str, str]:
-    import platform
-    from importlib import metadata
-
-    from rllib_fastq import __version__
-
-    pkgs = ("numpy", "torch", "gymnasium", "mujoco", "pyarrow")
-    return {"python": platform.python_version(), **{p: metadata.version(p) for p in pkgs},
-            "rllib_fastq": __version__}
-
-
 def write_parquet(tr: Transitions, path: str) -> str:
     """Write ``tr`` like ``io.write_transitions`` (zstd parquet, our schema), a third smaller.
 
@@ -218,8 +206,6 @@ def write_parquet(tr: Transitions, path: str) -> str:
     bytes, while byte-stream-split lets zstd find the shared exponents.
     """
     import pyarrow.parquet as pq
-
-    from rllib_fastq.data.io import transitions_to_table
 
     table = transitions_to_table(tr)
     floats = [f"{c}.list.element" for c in ("obs", "new_obs", "actions")] + ["rewards"]
@@ -236,8 +222,7 @@ def make_datasets(env_id: str, out_dir: str, *, transitions: int | None = None,
 
     Skips (returning the existing card) when ``card.json`` exists and not ``overwrite``.
     """
-    from rllib_fastq.data import schema
-    from rllib_fastq.data.sac import load_actor
+    from rllib_fastq.datasets.sac import load_actor
 
     transitions = transitions or DEFAULT_TRANSITIONS[env_id]
     root = os.path.join(out_dir, env_id)
@@ -293,7 +278,7 @@ def make_datasets(env_id: str, out_dir: str, *, transitions: int | None = None,
                           "eval_normalized": e["normalized"], **summary(beh)}
     card: dict[str, Any] = {
         "env_id": env_id, "seed": seed, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "versions": _versions(),
+        "versions": cards.versions("numpy", "torch", "gymnasium", "mujoco", "pyarrow"),
         "training": {"algorithm": "SAC", "budget_steps": state["budget"], "steps": state["step"],
                      "sac_config": state["sac_config"], "evals": state["evals"]},
         "medium_rule": "first snapshot with eval return >= 1/3 of the D4RL expert return",
@@ -314,17 +299,16 @@ def make_datasets(env_id: str, out_dir: str, *, transitions: int | None = None,
         tr.meta = schema.DatasetMeta(
             obs_layout=schema.ObsLayout(static=int(tr.obs.shape[1])), num_policies=len(names),
             extra={"env_id": env_id, "dataset": name, "policy_names": names, "seed": seed,
-                   "generator": "rllib_fastq.data.mujoco"})
+                   "generator": "rllib_fastq.datasets.mujoco"})
         path = write_parquet(tr, os.path.join(root, f"{name}.parquet"))
         card["datasets"][name] = {
             "file": os.path.basename(path), "rows": len(tr), "episodes": int(len(np.unique(tr.eps_id))),
-            "policy_names": names, "bytes": os.path.getsize(path), "sha256": _sha256(path)}
-    write_json_atomic(card_path, card)
-    _write_readme(root, card)
+            "policy_names": names, "bytes": os.path.getsize(path), "sha256": cards.sha256(path)}
+    cards.write_card(root, card, _readme(card))
     return card
 
 
-def _write_readme(root: str, card: dict[str, Any]) -> None:
+def _readme(card: dict[str, Any]) -> str:
     ref = card["reference_returns"]
     lines = [
         f"# {card['env_id']} offline datasets (D4RL-style, made here)", "",
@@ -347,8 +331,7 @@ def _write_readme(root: str, card: dict[str, Any]) -> None:
     lines += [""] + [f"- {k}: {v}" for k, v in card["dataset_notes"].items()]
     lines += ["", f"Regenerate / resume (from the repo root): `{card['resume']}`; rerunning resumes "
               "training from `checkpoints/`, and `--stage datasets --overwrite` rewrites the data.", ""]
-    with open(os.path.join(root, "README.md"), "w") as f:
-        f.write("\n".join(lines))
+    return "\n".join(lines)
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -379,7 +362,7 @@ def run_cli(args: argparse.Namespace) -> int:
         failed = 0
         for env_id in envs:
             for stage in ("train", "datasets"):
-                cmd = [sys.executable, "-m", "rllib_fastq.data.mujoco", "--env", env_id,
+                cmd = [sys.executable, "-m", "rllib_fastq.datasets.mujoco", "--env", env_id,
                        "--stage", stage, *_forwarded(args)]
                 print(f"$ {' '.join(cmd)}", flush=True)
                 rc = subprocess.call(cmd)
@@ -411,8 +394,8 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m rllib_fastq.data.mujoco`` (same arguments as ``fastq data mujoco``)."""
-    parser = argparse.ArgumentParser(prog="python -m rllib_fastq.data.mujoco", description=__doc__)
+    """``python -m rllib_fastq.datasets.mujoco`` (same arguments as ``fastq data mujoco``)."""
+    parser = argparse.ArgumentParser(prog="python -m rllib_fastq.datasets.mujoco", description=__doc__)
     add_cli_arguments(parser)
     return run_cli(parser.parse_args(argv))
 
