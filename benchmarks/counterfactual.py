@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from rllib_fastq.data import schema
-from rllib_fastq.envs import PlayerPlatformEnv, arm_actions, route
+from rllib_fastq.envs import PlayerPlatformEnv, Router, arm_actions
 
 K = 3
 
@@ -38,7 +38,7 @@ def make_states(num_states: int, seed: int, overlap: float = 0.2, noise: float =
         env = PlayerPlatformEnv()
         obs, _ = env.reset(seed=seed + i)
         i += 1
-        p = route(obs, rng, overlap=overlap, num_arms=K)
+        p, _ = Router("aligned", num_arms=K, overlap=overlap)(obs, rng)
         t_stop, done = int(rng.integers(0, max_t + 1)), False
         for _ in range(t_stop):
             a = np.clip(arm_actions(obs, K)[p] + noise * rng.standard_normal(3), -1, 1)

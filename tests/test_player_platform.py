@@ -13,6 +13,7 @@ import pytest
 from rllib_fastq import cli
 from rllib_fastq.data import schema
 from rllib_fastq.data.io import read_transitions
+from rllib_fastq.datasets.player_platform import collect_episodes, logged_arm_stats
 from rllib_fastq.envs import (
     ENV_ID,
     REWARD_COMPONENT_NAMES,
@@ -23,8 +24,9 @@ from rllib_fastq.envs import (
     arm_actions,
     evaluate_policy,
     per_player_policy,
+    unflatten_obs,
 )
-from rllib_fastq.datasets.player_platform import collect_episodes, logged_arm_stats
+from rllib_fastq.envs.routing import ROUTINGS, Router
 
 SMALL = {"window": 8}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,7 +104,9 @@ def test_config_rejects_unknown_and_bad_values():
     with pytest.raises(ValueError, match="unknown parameter.*'horizn'"):
         PlayerPlatformConfig.from_any({"horizn": 3})
     with pytest.raises(ValueError, match="overlap"):
-        PlayerPlatformConfig(overlap=1.5)
+        Router("aligned", overlap=1.5)
+    with pytest.raises(ValueError, match="routing: expected one of"):
+        Router("random")
     with pytest.raises(ValueError, match="reward_weights"):
         PlayerPlatformConfig(reward_weights=(1.0, 2.0))
 
@@ -132,7 +136,8 @@ def test_logged_data_carries_all_arms_and_is_seeded():
 
 def _arm_slice_spread(overlap: float) -> float:
     """Largest L1 distance between two arms' mean static features (the arms' state slices)."""
-    tr = collect_episodes(400, seed=11, env_config={**SMALL, "overlap": overlap, "horizon": 3})
+    tr = collect_episodes(400, seed=11, env_config={**SMALL, "horizon": 3},
+                          router=Router("aligned", num_arms=3, overlap=overlap))
     static = tr.obs[:, -7:]
     means = np.stack([static[tr.policy_id == k].mean(axis=0) for k in range(3)])
     return float(max(np.abs(means[i] - means[j]).sum() for i in range(3) for j in range(3)))
@@ -231,3 +236,25 @@ def test_shipped_dataset_is_reproduced_by_the_current_simulator():
     head = shipped.take(np.arange(len(fresh)))
     for name, value in fresh.columns().items():
         np.testing.assert_array_equal(getattr(head, name), value, err_msg=name)
+
+
+def test_routers_log_exact_propensities_and_match_their_regime():
+    """Each regime's propensity of the logged arm is the router's probability; misaligned
+    routing sends most casual players to the competitive arm; uniform logs 1/K everywhere."""
+    env_config = {**SMALL, "horizon": 2}
+    for name in ROUTINGS:
+        router = Router(name, num_arms=3)
+        tr = collect_episodes(150, seed=5, env_config=env_config, router=router)
+        first = tr.t == 0
+        expected = [router.probabilities(unflatten_obs(o, PlayerPlatformConfig.from_any(env_config).obs_layout))[p]
+                    for o, p in zip(tr.obs[first], tr.policy_id[first])]
+        np.testing.assert_allclose(tr.policy_propensity[first], expected, rtol=1e-6)
+        assert tr.meta.extra["routing"] == name
+    uniform = collect_episodes(60, seed=5, env_config=env_config, router=Router("uniform"))
+    np.testing.assert_allclose(uniform.policy_propensity, 1.0 / 3, rtol=1e-6)
+    mis = collect_episodes(300, seed=5, env_config=env_config, router=Router("misaligned"))
+    casual = (mis.t == 0) & (mis.obs[:, -7] == 1.0)
+    assert np.mean(mis.policy_id[casual] == 1) > 0.7       # casual → competitive (wrong for them)
+    low = Router("low-overlap").probabilities({"static": np.array([1, 0, 0, .5, 0, 0, 0])})
+    np.testing.assert_allclose(low, [0.05 / 3, 1 - 0.05 + 0.05 / 3, 0.05 / 3])
+

@@ -19,7 +19,7 @@ from rllib_fastq.data.validation import validate_transitions
 
 # FAST-Q columns that ride along in Minari's per-step ``infos`` (Minari has no place for them).
 _MINARI_INFO_COLUMNS = (schema.POLICY_ID, schema.REWARD_COMPONENTS, schema.EXPERT_ACTIONS,
-                        schema.EXPERT_ACTIONS_MASK)
+                        schema.EXPERT_ACTIONS_MASK, schema.POLICY_PROPENSITY)
 _MINARI_META_KEY = "rllib_fastq"
 
 

@@ -119,6 +119,7 @@ def table_to_transitions(table: pa.Table, source: str = "<table>") -> Transition
         mask = mask.astype(bool, copy=False)
     rc = arr.get(schema.REWARD_COMPONENTS)
     eps = arr.get(schema.EPS_ID)
+    propensity = arr.get(schema.POLICY_PROPENSITY)
     return Transitions(
         obs=obs,
         actions=actions,
@@ -138,6 +139,7 @@ def table_to_transitions(table: pa.Table, source: str = "<table>") -> Transition
         reward_components=None if rc is None else rc.astype(np.float32, copy=False),
         expert_actions=expert_actions,
         expert_actions_mask=mask,
+        policy_propensity=None if propensity is None else propensity.astype(np.float32, copy=False).reshape(n),
         meta=meta,
         source=source,
     )

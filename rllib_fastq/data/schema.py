@@ -27,13 +27,15 @@ POLICY_ID = "policy_id"
 REWARD_COMPONENTS = "reward_components"
 EXPERT_ACTIONS = "expert_actions"
 EXPERT_ACTIONS_MASK = "expert_actions_mask"
+#: The router's probability of the logged arm for this player (optional; experiment platforms record it).
+POLICY_PROPENSITY = "policy_propensity"
 
 #: Columns every dataset must have.
 REQUIRED_COLUMNS = (OBS, ACTIONS, REWARDS, NEW_OBS, TERMINATEDS)
 #: Columns RLlib's columnar format has and FAST-Q fills in when absent.
 OPTIONAL_RLLIB_COLUMNS = (TRUNCATEDS, EPS_ID, T)
 #: FAST-Q's extra columns. ``policy_id`` defaults to 0 (K = 1, single behaviour policy).
-FASTQ_COLUMNS = (POLICY_ID, REWARD_COMPONENTS, EXPERT_ACTIONS, EXPERT_ACTIONS_MASK)
+FASTQ_COLUMNS = (POLICY_ID, REWARD_COMPONENTS, EXPERT_ACTIONS, EXPERT_ACTIONS_MASK, POLICY_PROPENSITY)
 ALL_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_RLLIB_COLUMNS + FASTQ_COLUMNS
 
 #: Key of the JSON document in a parquet file's key-value metadata.

@@ -28,6 +28,7 @@ class Transitions:
     reward_components: np.ndarray | None = None
     expert_actions: np.ndarray | None = None
     expert_actions_mask: np.ndarray | None = None
+    policy_propensity: np.ndarray | None = None
     meta: schema.DatasetMeta = dataclasses.field(default_factory=schema.DatasetMeta)
     source: str = "<memory>"
 

@@ -69,6 +69,11 @@ def validate_transitions(
         if num_policies is not None and ea.shape[1] != num_policies:
             _fail(tr, schema.EXPERT_ACTIONS, f"K={num_policies} rows per transition (num_policies)",
                   f"{ea.shape[1]}")
+    prop = tr.policy_propensity
+    if prop is not None and ((prop <= 0) | (prop > 1)).any():
+        bad = prop[(prop <= 0) | (prop > 1)][:5].tolist()
+        _fail(tr, schema.POLICY_PROPENSITY, "the router's probability of the logged arm, in (0, 1]",
+              f"{bad}; drop the column if the propensities are unknown")
     mask = tr.expert_actions_mask
     if mask is not None:
         if ea is None:

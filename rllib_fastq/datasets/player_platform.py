@@ -1,9 +1,10 @@
 """Logged multi-arm data from the player platform, with a dataset card (``fastq data player-platform``).
 
-Each player is routed to one arm (:func:`rllib_fastq.envs.arms.route`), which acts with
-Gaussian noise for the whole episode. Every row also carries what every arm would have done
-(``expert_actions``): the arms' deterministic rules, except the logging arm's slot, which
-holds the action actually logged.
+Each player is routed to one arm by a routing regime (:mod:`rllib_fastq.envs.routing`:
+``aligned``, ``misaligned``, ``feature-rule``, ``uniform``, ``low-overlap``), and that arm acts
+with Gaussian noise for the whole episode. Every row logs the router's propensity of the logged
+arm (``policy_propensity``) and what every arm would have done (``expert_actions``): the arms'
+deterministic rules, except the logging arm's slot, which holds the action actually logged.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from rllib_fastq.envs.arms import (
     SegmentOraclePolicy,
     arm_actions,
     per_player_policy,
-    route,
 )
 from rllib_fastq.envs.evaluate import evaluate_policy
 from rllib_fastq.envs.player_platform import (
@@ -37,27 +37,33 @@ from rllib_fastq.envs.player_platform import (
     PlayerPlatformConfig,
     PlayerPlatformEnv,
 )
+from rllib_fastq.envs.routing import ROUTINGS, Router, RoutingPolicy
 
 #: Seed offset of the online evaluation players, so they are never the logged ones.
 EVAL_SEED_OFFSET = 1_000_003
 
 
 def collect_episodes(num_episodes: int, seed: int,
-                     env_config: PlayerPlatformConfig | Mapping[str, Any] | None = None) -> Transitions:
-    """Roll out ``num_episodes`` routed players; the same ``seed`` gives the same data."""
+                     env_config: PlayerPlatformConfig | Mapping[str, Any] | None = None,
+                     router: Router | None = None) -> Transitions:
+    """Roll out ``num_episodes`` players routed by ``router`` (default: ``aligned``); the same
+    ``seed`` gives the same data."""
     config = PlayerPlatformConfig.from_any(env_config, flat_obs=False)
     env = PlayerPlatformEnv(config)
     K, noise = config.num_arms, config.logging_noise
+    router = router or Router("aligned", num_arms=K)
+    if router.num_arms != K:
+        raise ValueError(f"router: routes to {router.num_arms} arms but the simulator has num_arms={K}.")
     router_rng = np.random.default_rng([seed, 1])
     action_rng = np.random.default_rng([seed, 2])
     rows: dict[str, list] = {k: [] for k in (
         "obs", "new_obs", "actions", "rewards", "terminateds", "truncateds", "eps_id", "t",
-        "policy_id", "reward_components", "expert_actions")}
+        "policy_id", "policy_propensity", "reward_components", "expert_actions")}
     obs, _ = env.reset(seed=seed)
     for ep in range(num_episodes):
         if ep:
             obs, _ = env.reset()
-        arm = route(obs, router_rng, overlap=config.overlap, num_arms=K)
+        arm, propensity = router(obs, router_rng)
         flat = schema.flatten_obs(obs)
         done, t = False, 0
         while not done:
@@ -69,14 +75,16 @@ def collect_episodes(num_episodes: int, seed: int,
             for key, value in (("obs", flat), ("new_obs", new_flat), ("actions", action),
                                ("rewards", reward), ("terminateds", terminated),
                                ("truncateds", truncated), ("eps_id", f"{seed}-{ep}"), ("t", t),
-                               ("policy_id", arm), ("reward_components", info["reward_components"]),
+                               ("policy_id", arm), ("policy_propensity", propensity),
+                               ("reward_components", info["reward_components"]),
                                ("expert_actions", experts)):
                 rows[key].append(value)
             flat, t, done = new_flat, t + 1, terminated or truncated
     n = len(rows["rewards"])
     meta = schema.DatasetMeta(
         obs_layout=config.obs_layout, num_policies=K, reward_component_names=REWARD_COMPONENT_NAMES,
-        extra={"source": "player-platform", "seed": seed, "arm_names": list(ARM_NAMES[:K])},
+        extra={"source": "player-platform", "seed": seed, "arm_names": list(ARM_NAMES[:K]),
+               "routing": router.name, "overlap": router.share_randomised},
     )
     return Transitions(
         obs=np.stack(rows["obs"]), new_obs=np.stack(rows["new_obs"]),
@@ -85,6 +93,7 @@ def collect_episodes(num_episodes: int, seed: int,
         terminateds=np.asarray(rows["terminateds"], bool), truncateds=np.asarray(rows["truncateds"], bool),
         eps_id=np.asarray(rows["eps_id"]), t=np.asarray(rows["t"], np.int64),
         policy_id=np.asarray(rows["policy_id"], np.int64),
+        policy_propensity=np.asarray(rows["policy_propensity"], np.float32),
         reward_components=np.stack(rows["reward_components"]).astype(np.float32),
         expert_actions=np.stack(rows["expert_actions"]).astype(np.float32),
         expert_actions_mask=np.ones((n, K), bool),
@@ -120,8 +129,10 @@ def _mean_episode_return(tr: Transitions) -> float:
     return float(np.bincount(ep_index, weights=tr.rewards).mean())
 
 
-def online_values(config: PlayerPlatformConfig, num_episodes: int, seed: int) -> dict[str, Any]:
-    """True values (online) of each arm, the per-segment oracle and the per-player policy.
+def online_values(config: PlayerPlatformConfig, num_episodes: int, seed: int,
+                  router: Router | None = None) -> dict[str, Any]:
+    """True values (online) of each arm, the logged routing, the per-segment oracle and the
+    per-player policy.
 
     The segment oracle's arm table is chosen on one set of players and measured on another,
     so its margin is not inflated by selection on the evaluation noise.
@@ -138,6 +149,8 @@ def online_values(config: PlayerPlatformConfig, num_episodes: int, seed: int) ->
     seg_oracle = evaluate_policy(SegmentOraclePolicy(best_per_segment, layout), config,
                                  num_episodes, eval_seed)
     per_player = evaluate_policy(lambda o: per_player_policy(o, layout), config, num_episodes, eval_seed)
+    router = router or Router("aligned", num_arms=config.num_arms)
+    routing = evaluate_policy(RoutingPolicy(router, layout, seed=eval_seed), config, num_episodes, eval_seed)
     best_arm = max(arms, key=lambda a: arms[a]["mean_return"])
     best = arms[best_arm]["mean_return"]
 
@@ -151,6 +164,8 @@ def online_values(config: PlayerPlatformConfig, num_episodes: int, seed: int) ->
             "best_arm_per_segment": {s: ARM_NAMES[k] for s, k in zip(SEGMENT_NAMES, best_per_segment)},
             **seg_oracle, "margin_over_best_arm": margin(seg_oracle["mean_return"])},
         "per_player_policy": {**per_player, "margin_over_best_arm": margin(per_player["mean_return"])},
+        "logged_routing": {"routing": router.name, "overlap": router.share_randomised, **routing,
+                           "margin_over_best_arm": margin(routing["mean_return"])},
     }
 
 
@@ -165,6 +180,8 @@ def generate_player_platform_dataset(
     overwrite: bool = False,
     env_config: PlayerPlatformConfig | Mapping[str, Any] | None = None,
     eval_episodes: int = 1000,
+    routing: str = "aligned",
+    overlap: float | None = None,
 ) -> dict[str, Any]:
     """Write ``train`` and ``heldout`` splits plus ``card.json`` and ``README.md`` to ``out``.
 
@@ -176,6 +193,7 @@ def generate_player_platform_dataset(
     if episodes < 1:
         raise ValueError(f"episodes: expected >= 1, got {episodes}.")
     config = PlayerPlatformConfig.from_any(env_config, flat_obs=False)
+    router = Router(routing, num_arms=config.num_arms, overlap=overlap)
     heldout_episodes = max(1, episodes // 4) if heldout_episodes is None else heldout_episodes
     heldout_seed = seed + 1 if heldout_seed is None else heldout_seed
     if heldout_seed == seed:
@@ -195,7 +213,7 @@ def generate_player_platform_dataset(
         if n_ep < 1:
             continue
         start = time.perf_counter()
-        tr = collect_episodes(n_ep, s, config)
+        tr = collect_episodes(n_ep, s, config, router)
         gen_time += time.perf_counter() - start
         gen_rows += len(tr)
         validate_transitions(tr, num_policies=config.num_arms, action_dim=3,
@@ -214,11 +232,12 @@ def generate_player_platform_dataset(
         "obs_layout": config.obs_layout.to_dict(),
         "reward_component_names": list(REWARD_COMPONENT_NAMES),
         "arm_names": list(ARM_NAMES[:config.num_arms]),
+        "routing": {"name": router.name, "overlap": router.share_randomised},
         "files": files,
         "logged_by_arm": logged,
         # Value of the logging behaviour as a whole (routing + arms): what the data's author got.
         "logged_mixture_return": {split: _mean_episode_return(p) for split, p in mixtures.items()},
-        "online": online_values(config, eval_episodes, seed),
+        "online": online_values(config, eval_episodes, seed, router),
         "generation": {"transitions": gen_rows, "seconds": gen_time,
                        "transitions_per_s": gen_rows / max(gen_time, 1e-9)},
         "versions": cards.versions("numpy", "gymnasium", "pyarrow"),
@@ -256,7 +275,9 @@ def card_markdown(card: dict[str, Any]) -> str:
               "| policy | mean return | " + comp_header,
               "|---" * (2 + len(card["reward_component_names"])) + "|"]
     rows = [(f"arm {n}", v) for n, v in on["arms"].items()]
-    rows += [("per-segment oracle (best arm per observed segment)", on["segment_oracle"]),
+    rows += [(f"logged routing ({on['logged_routing']['routing']}, overlap {on['logged_routing']['overlap']:g})",
+              on["logged_routing"]),
+             ("per-segment oracle (best arm per observed segment)", on["segment_oracle"]),
              ("hand-written per-player policy", on["per_player_policy"])]
     for name, v in rows:
         comps = " | ".join(f"{x:.2f}" for x in v["components"].values())
@@ -286,7 +307,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heldout-episodes", type=int, default=None, help="default: episodes // 4")
     parser.add_argument("--heldout-seed", type=int, default=None, help="default: seed + 1")
     parser.add_argument("--eval-episodes", type=int, default=1000, help="players per online evaluation")
-    parser.add_argument("--overlap", type=float, default=None, help="share of randomly routed players")
+    parser.add_argument("--routing", choices=ROUTINGS, default="aligned",
+                        help="routing regime of the experiment (rllib_fastq.envs.routing)")
+    parser.add_argument("--overlap", type=float, default=None,
+                        help="share of randomly routed players (default: the regime's own)")
     parser.add_argument("--num-arms", type=int, default=None)
     parser.add_argument("--window", type=int, default=None, help="T, steps of history in the observation")
     parser.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
@@ -294,15 +318,16 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run ``fastq data player-platform``; prints where the data went and the card's headline."""
-    env_config = {k: v for k, v in (("overlap", args.overlap), ("num_arms", args.num_arms),
+    env_config = {k: v for k, v in (("num_arms", args.num_arms),
                                     ("window", args.window)) if v is not None}
     card = generate_player_platform_dataset(
         args.out, episodes=args.episodes, seed=args.seed, heldout_episodes=args.heldout_episodes,
         heldout_seed=args.heldout_seed, fmt=args.format, overwrite=args.overwrite,
-        env_config=env_config, eval_episodes=args.eval_episodes)
+        env_config=env_config, eval_episodes=args.eval_episodes, routing=args.routing, overlap=args.overlap)
     on = card["online"]
     print(f"wrote {', '.join(f['path'] for f in card['files'].values())} to {args.out} "
           f"({card['generation']['transitions_per_s']:.0f} transitions/s); best arm {on['best_arm']} "
-          f"{on['best_arm_return']:.2f}, per-segment oracle {on['segment_oracle']['mean_return']:.2f} "
+          f"{on['best_arm_return']:.2f}, logged routing {on['logged_routing']['mean_return']:.2f}, "
+          f"per-segment oracle {on['segment_oracle']['mean_return']:.2f} "
           f"({100 * on['segment_oracle']['margin_over_best_arm']:+.1f} %)")
     return 0

@@ -15,7 +15,6 @@ from rllib_fastq.envs.arms import (
     SegmentOraclePolicy,
     arm_actions,
     per_player_policy,
-    route,
 )
 from rllib_fastq.envs.evaluate import evaluate_policy
 from rllib_fastq.envs.player_platform import (
@@ -27,6 +26,7 @@ from rllib_fastq.envs.player_platform import (
     as_dict_obs,
     unflatten_obs,
 )
+from rllib_fastq.envs.routing import ROUTINGS, Router, RoutingPolicy
 
 ENV_ID = "rllib_fastq/PlayerPlatform-v0"
 
@@ -35,7 +35,8 @@ if ENV_ID not in gym.registry:
     gym.register(id=ENV_ID, entry_point="rllib_fastq.envs.player_platform:PlayerPlatformEnv")
 
 __all__ = [
-    "ARM_NAMES", "ENV_ID", "REWARD_COMPONENT_NAMES", "STATIC_FEATURES", "TEMPORAL_FEATURES",
+    "ARM_NAMES", "ENV_ID", "REWARD_COMPONENT_NAMES", "ROUTINGS", "STATIC_FEATURES", "TEMPORAL_FEATURES",
+    "Router", "RoutingPolicy",
     "ArmPolicy", "PlayerPlatformConfig", "PlayerPlatformEnv", "SegmentOraclePolicy", "arm_actions",
-    "as_dict_obs", "evaluate_policy", "per_player_policy", "route", "unflatten_obs",
+    "as_dict_obs", "evaluate_policy", "per_player_policy", "unflatten_obs",
 ]

@@ -1,4 +1,4 @@
-"""Logging arms (rule-based experiment policies), the router, and reference policies.
+"""Logging arms (rule-based experiment policies) and reference policies (routers: ``routing.py``).
 
 Each arm is a deterministic function of the observation, good for one kind of player and poor
 elsewhere; the logged action adds Gaussian noise (``logging_noise``) so the data covers a
@@ -16,8 +16,6 @@ from rllib_fastq.envs.player_platform import STATIC_FEATURES, TEMPORAL_FEATURES
 
 #: Arm names, by arm index.
 ARM_NAMES = ("retention", "competitive", "monetization", "balanced")
-#: The arm the router prefers for each observed segment (casual, competitive, spender).
-PREFERRED_ARM = (0, 1, 2)
 
 _SKILL = STATIC_FEATURES.index("skill_estimate")
 _SEG = slice(0, 3)
@@ -51,19 +49,6 @@ def arm_actions(obs: dict[str, np.ndarray], num_arms: int = 3) -> np.ndarray:
     # balanced: the middle of the road.
     out[3] = (0.0, min(max(0.3 * skill, -1.0), 1.0), 0.2)
     return out[:num_arms]  # every entry above is already in [-1, 1]
-
-
-def route(obs: dict[str, np.ndarray], rng: np.random.Generator, *, overlap: float,
-          num_arms: int = 3) -> int:
-    """Experiment path selection: the arm a new player is sent to.
-
-    With probability ``overlap`` a uniformly random arm (the randomised share of the
-    experiment); otherwise the arm preferred for the observed segment (modulo ``num_arms``).
-    """
-    if rng.random() < overlap:
-        return int(rng.integers(num_arms))
-    seg = int(np.argmax(obs["static"][_SEG]))
-    return PREFERRED_ARM[seg] % num_arms
 
 
 class ArmPolicy:

@@ -60,8 +60,7 @@ class PlayerPlatformConfig:
     Attributes:
         horizon: steps before truncation.
         window: T, the number of past steps in the ``temporal`` observation.
-        num_arms: K logging arms (1..4) used by routing and the data generator.
-        overlap: share of players routed to a uniformly random arm instead of by features.
+        num_arms: K logging arms (1..4) used by the data generator's router.
         reward_weights: scalarisation of :data:`REWARD_COMPONENT_NAMES`.
         flat_obs: observe ``concat(temporal.ravel(), static)`` (a Box) instead of the Dict.
         segment_probs: population shares of casual / competitive / spender players.
@@ -78,7 +77,6 @@ class PlayerPlatformConfig:
     horizon: int = 50
     window: int = 30
     num_arms: int = 3
-    overlap: float = 0.2
     reward_weights: tuple[float, ...] = DEFAULT_REWARD_WEIGHTS
     flat_obs: bool = False
     segment_probs: tuple[float, float, float] = (0.4, 0.3, 0.3)
@@ -97,8 +95,6 @@ class PlayerPlatformConfig:
             raise ValueError(f"horizon and window must be >= 1, got {self.horizon}, {self.window}.")
         if not 1 <= self.num_arms <= 4:
             raise ValueError(f"num_arms: expected 1..4 rule-based arms, got {self.num_arms}.")
-        if not 0.0 <= self.overlap <= 1.0:
-            raise ValueError(f"overlap: expected a share in [0, 1], got {self.overlap}.")
         if len(self.reward_weights) != len(REWARD_COMPONENT_NAMES):
             raise ValueError(f"reward_weights: expected {len(REWARD_COMPONENT_NAMES)} weights "
                              f"{REWARD_COMPONENT_NAMES}, got {len(self.reward_weights)}.")
