@@ -9,7 +9,7 @@ learners.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -18,13 +18,15 @@ import pyarrow.parquet as pq
 import ray
 from ray.rllib.offline.offline_data import OfflineData
 
+from rllib_fastq import _rllib_compat as compat
 from rllib_fastq.data import schema
-from rllib_fastq.data.io import expand_paths, read_transitions
+from rllib_fastq.data.io import _read_one, expand_paths, read_transitions, table_to_transitions
 from rllib_fastq.data.transitions import Transitions
 from rllib_fastq.data.validation import expected_shapes
 
-if TYPE_CHECKING:
-    from rllib_fastq.fastq import FastQ, FastQConfig
+# Annotations only: this module is imported by ``rllib_fastq.fastq`` and must not import it back.
+FastQConfig = Any  # a rllib_fastq.FastQConfig
+FastQ = Any  # a rllib_fastq.FastQ
 
 
 class InMemoryOfflineData(OfflineData):
@@ -58,8 +60,6 @@ def infer_spaces(config: FastQConfig) -> tuple[gym.Space, gym.Space]:
     to override.
     """
     first = input_paths(config)[0]
-    from rllib_fastq.data.io import _read_one, table_to_transitions
-
     if first.endswith(".parquet"):  # the first 10k rows suffice: don't read a large file twice
         pf = pq.ParquetFile(first)
         table = pa.Table.from_batches([next(pf.iter_batches(batch_size=10_000))], schema=pf.schema_arrow)
@@ -121,7 +121,7 @@ def prepare_offline_data(algo: FastQ) -> dict[str, Any]:
         learner.setup_data(obs_mean=mean, obs_std=std, arm_freqs=freqs, arrays=data)
         return True
 
-    algo.learner_group._get_results(algo.learner_group.foreach_learner(_setup))
+    compat.learner_results(algo.learner_group, algo.learner_group.foreach_learner(_setup))
     # Evaluation env runners need the normalisation buffers too.
     if algo.eval_env_runner_group is not None:
         algo.eval_env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group,

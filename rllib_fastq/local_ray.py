@@ -6,7 +6,8 @@ import os
 from typing import Any
 
 import ray
-from ray._private import ray_constants
+
+from rllib_fastq import _rllib_compat as compat
 
 
 def init_local_ray(num_cpus: int = 2, **kwargs: Any) -> None:
@@ -21,7 +22,7 @@ def init_local_ray(num_cpus: int = 2, **kwargs: Any) -> None:
     if ray.is_initialized():
         return
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    compat.disable_cluster_mode()
     # Serve kills a proxy that is not up within 5 s; on a busy 2-core machine importing the HTTP
     # stack takes longer, so the first requests died with ActorDiedError. Workers inherit this.
     os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")

@@ -10,6 +10,7 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.rl_module import RLModule
 
 from rllib_fastq import FastQ, FastQConfig
+from rllib_fastq import _rllib_compat as compat
 from rllib_fastq.data.io import write_transitions
 from tests.pendulum_data import episode_returns, make_pendulum_dataset
 from tests.synthetic import TINY_NETS, make_synthetic
@@ -87,7 +88,7 @@ def test_two_ddp_learners_keep_identical_weights(ray_session, synthetic_path):
     algo = _config(synthetic_path, iters=4).learners(num_learners=2, num_cpus_per_learner=1).build_algo()
     for _ in range(3):  # phase 1 then phase 2
         algo.train()
-    states = algo.learner_group._get_results(algo.learner_group.foreach_learner(
+    states = compat.learner_results(algo.learner_group, algo.learner_group.foreach_learner(
         lambda learner: {k: v.clone() for k, v in learner.module[DEFAULT_MODULE_ID].state_dict().items()}))
     assert len(states) == 2
     for key in states[0]:

@@ -8,6 +8,7 @@ import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 
 from rllib_fastq import FastQConfig
+from rllib_fastq import _rllib_compat as compat
 from rllib_fastq.data.io import write_transitions
 from rllib_fastq.torch.fastq_torch_rl_module import BR_OBS, EXPERT_ACTION_PREDS
 from tests.synthetic import TINY_NETS, make_synthetic
@@ -40,7 +41,7 @@ def algo(ray_session, synthetic_path):
 
 
 def _learner(algo):
-    return algo.learner_group._learner
+    return compat.local_learner(algo.learner_group)
 
 
 def _params(net) -> list[torch.Tensor]:

@@ -21,6 +21,7 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
+from rllib_fastq import _rllib_compat as compat
 from rllib_fastq.data import schema
 from rllib_fastq.fastq_learner import EXPLORATION_PROB, PHASE, FastQLearner
 from rllib_fastq.torch import losses
@@ -151,7 +152,7 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             return super().apply_gradients(gradients_dict)
         for pid, grad in gradients_dict.items():
             self._params[pid].grad = grad
-        for optim in self._optimizer_parameters:
+        for optim in compat.optimizers(self):
             optim.step()
 
     def _prepare_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -219,7 +220,7 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             offset += b.numel()
 
     def compute_gradients(self, loss_per_module: dict[str, torch.Tensor], **kwargs: Any) -> dict:
-        for optim in self._optimizer_parameters:
+        for optim in compat.optimizers(self):
             optim.zero_grad(set_to_none=True)
         total = sum(loss_per_module.values())
         total.backward()
