@@ -1,6 +1,6 @@
 """D4RL-style MuJoCo quality benchmark (issue 6, part 2) on the datasets of ``fastq data mujoco``.
 
-    python benchmarks/mujoco_quality.py --env HalfCheetah-v5 [--datasets medium,medium-replay,multi-policy]
+    python -m benchmarks.mujoco_quality --env HalfCheetah-v5 [--datasets medium,medium-replay,multi-policy]
         [--seeds 3] [--steps 5000] [--only "FAST-Q,TD3+BC"] [--report-only [--merge A.json,B.json]]
 
 Methods, all with the same number of gradient steps of batch 256 and the same 256-256 MLPs:
@@ -44,7 +44,6 @@ from collections.abc import Callable
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import gymnasium as gym  # noqa: E402
@@ -52,6 +51,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import baselines  # noqa: E402
+from rllib_fastq import _rllib_compat as compat  # noqa: E402
 from rllib_fastq.data.io import write_json_atomic  # noqa: E402
 from rllib_fastq.evaluation.rollout import evaluate_policy_fn  # noqa: E402
 from rllib_fastq.evaluation.scores import normalized_score  # noqa: E402
@@ -150,7 +150,7 @@ class Bench:
         self.res.setdefault("runs", {})
         self.res.setdefault("failures", {})
         self.res.setdefault("meta", {})[args.env] = {
-            "command": "python benchmarks/mujoco_quality.py " + " ".join(sys.argv[1:]),
+            "command": "python -m benchmarks.mujoco_quality " + " ".join(sys.argv[1:]),
             "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared), "
                        f"torch {torch.__version__} CPU, 1 torch thread",
@@ -222,7 +222,7 @@ class Bench:
         for i in range(done, a.steps // a.steps_per_iter):
             algo.train()
             ckpt.save(algo, i + 1)
-        module = algo.learner_group._learner.module["default_policy"]
+        module = compat.local_learner(algo.learner_group).module["default_policy"]
         entry = {"eval": score(baselines.rllib_policy_fn(module), a.env, a.episodes), "build_s": build_s,
                  "resumed_at_step": done * a.steps_per_iter}
         algo.stop()

@@ -1,6 +1,6 @@
 """Why FAST-Q trails behaviour cloning on the player platform: three diagnostics on logged states.
 
-    python benchmarks/player_platform_diagnostics.py [--seed 0] [--alpha 2.5] [--grl-lambda 0.1]
+    python -m benchmarks.player_platform_diagnostics [--seed 0] [--alpha 2.5] [--grl-lambda 0.1]
 
 Trains FAST-Q with the quality benchmark's settings (and TD3+BC beside it), and on the rows of
 ``offline_data/player_platform/heldout.parquet`` (logged data of other players, data seed 1) prints
@@ -17,17 +17,12 @@ Trains FAST-Q with the quality benchmark's settings (and TD3+BC beside it), and 
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks import baselines  # noqa: E402
-from benchmarks.player_platform_quality import FULL, GAMMA, HIDDENS, TRAIN, fastq_config  # noqa: E402
+from benchmarks import baselines
+from benchmarks.player_platform_common import FULL, GAMMA, HIDDENS, ROOT, TRAIN, fastq_config
 
 HELDOUT = str(ROOT / "offline_data/player_platform/heldout.parquet")
 SEGMENTS = ("casual", "competitive", "spender")

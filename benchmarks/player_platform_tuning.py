@@ -1,6 +1,6 @@
 """Choose α (FAST-Q, TD3+BC) and the GRL λ (FAST-Q) on the player platform, on TUNING players only.
 
-    python benchmarks/player_platform_tuning.py [--alphas 2.5,1.0,0.4,0.1] [--grl-lambdas 0,0.1,1,5,20] [--seeds 2]
+    python -m benchmarks.player_platform_tuning [--alphas 2.5,1.0,0.4,0.1] [--grl-lambdas 0,0.1,1,5,20] [--seeds 2]
 
 Two stages, coordinate-wise:
 
@@ -21,22 +21,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import pathlib
 import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks import baselines  # noqa: E402
-from benchmarks.player_platform_quality import FULL, GAMMA, HIDDENS, TRAIN, evaluate, fastq_config  # noqa: E402
+from benchmarks import baselines
+from benchmarks.player_platform_common import FULL, GAMMA, HIDDENS, TRAIN, TUNING_OUT, evaluate, fastq_config
 
 TUNING_SEED, TRAIN_SEED = 50_000, 100
 DEFAULT_GRL_LAMBDA = 0.1
-OUT = ROOT / "benchmarks/results/player_platform_tuning.json"
+OUT = TUNING_OUT
 
 
 def tuning_return(fn, flat: bool, episodes: int) -> float:
@@ -60,21 +56,13 @@ def run_td3bc(data: dict, alpha: float, seed: int, episodes: int) -> float:
     return tuning_return(agent.policy_fn(), True, episodes)
 
 
-def chosen(method: str) -> dict[str, float]:
-    """The settings tuning chose for ``method``: "FAST-Q" {alpha, grl_lambda} or "TD3+BC" {alpha}."""
-    if not OUT.exists() or "chosen" not in json.loads(OUT.read_text()):
-        raise SystemExit(f"{OUT.relative_to(ROOT)} has no chosen settings: run "
-                         "`python benchmarks/player_platform_tuning.py` first (it tunes on tuning players).")
-    return dict(json.loads(OUT.read_text())["chosen"][method])
-
-
 class Tuning:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.seeds = range(TRAIN_SEED, TRAIN_SEED + args.seeds)
         self.res = json.loads(OUT.read_text()) if OUT.exists() else {}
         self.runs = self.res.setdefault("runs", {})
-        self.res["meta"] = {"command": "python benchmarks/player_platform_tuning.py " + " ".join(sys.argv[1:]),
+        self.res["meta"] = {"command": "python -m benchmarks.player_platform_tuning " + " ".join(sys.argv[1:]),
                             "tuning_seed": TUNING_SEED, "train_seeds": list(self.seeds),
                             "episodes": args.episodes, "budget": FULL}
         self.data = baselines.load_flat(TRAIN)

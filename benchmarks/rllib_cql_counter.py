@@ -1,6 +1,6 @@
 """Why the CQL baseline sets ``bc_iters=0``: the counter RLlib 2.60's CQL compares with ``bc_iters``.
 
-    python benchmarks/rllib_cql_counter.py [--iters 3] [--steps-per-iter 5]
+    python -m benchmarks.rllib_cql_counter [--iters 3] [--steps-per-iter 5]
 
 Builds ``benchmarks.baselines.rllib_config("CQL", ...)`` on Hopper medium with RLlib's default
 ``bc_iters`` (20,000), runs ``--iters`` ``train()`` calls of ``--steps-per-iter`` gradient steps and
@@ -12,10 +12,6 @@ the actor keeps its behaviour-cloning loss for the whole run.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import baselines  # noqa: E402
 

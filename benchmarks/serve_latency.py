@@ -1,7 +1,7 @@
 """Latency and throughput of the FAST-Q Serve deployment against direct in-process calls.
 
-    python benchmarks/serve_latency.py                       # trains a small model first (~1 min)
-    python benchmarks/serve_latency.py --checkpoint DIR      # an Algorithm or RLModule checkpoint
+    python -m benchmarks.serve_latency                       # trains a small model first (~1 min)
+    python -m benchmarks.serve_latency --checkpoint DIR      # an Algorithm or RLModule checkpoint
 
 Server: ``c`` concurrent HTTP clients (asyncio + httpx on loopback), each sending one
 observation per ``POST /act`` and waiting for the answer before sending the next; latency is

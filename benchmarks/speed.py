@@ -1,9 +1,9 @@
 """Speed of FAST-Q inside RLlib, as ratios against baselines run in the same process.
 
-    python benchmarks/speed.py updates          # phase 1/2 updates/s vs a plain PyTorch TD3+BC loop
-    python benchmarks/speed.py ingest           # build_algo() → first update, 100k and 1M rows
-    python benchmarks/speed.py learners         # num_learners 1 vs 2 (CPU)
-    python benchmarks/speed.py rllib            # RLlib's CQL and IQL updates/s on the same data
+    python -m benchmarks.speed updates          # phase 1/2 updates/s vs a plain PyTorch TD3+BC loop
+    python -m benchmarks.speed ingest           # build_algo() → first update, 100k and 1M rows
+    python -m benchmarks.speed learners         # num_learners 1 vs 2 (CPU)
+    python -m benchmarks.speed rllib            # RLlib's CQL and IQL updates/s on the same data
 
 Each prints a markdown table; the machine is shared and noisy, so runs alternate A/B rounds
 and report medians and their ratio.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
@@ -22,7 +21,6 @@ import numpy as np
 import ray
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.td3bc_plain import updates_per_second  # noqa: E402
 from rllib_fastq import FastQConfig  # noqa: E402
 from rllib_fastq.data import schema  # noqa: E402

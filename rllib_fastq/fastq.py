@@ -1,4 +1,8 @@
-"""FastQConfig (every hyper-parameter of spec §3–§4, validated) and FastQ (the two phases)."""
+"""FastQConfig (every hyper-parameter of spec §3–§4, validated) and FastQ (the two phases).
+
+Why this module is long: RLlib's pattern keeps an algorithm's config (every hyper-parameter with
+its documentation and validation) beside the algorithm that reads it.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ from ray.rllib.utils.metrics import (
 )
 from ray.rllib.utils.typing import ResultDict
 
-from rllib_fastq.data_setup import prepare_offline_data
+from rllib_fastq import _rllib_compat as compat
+from rllib_fastq.data_setup import InMemoryOfflineData, infer_spaces, prepare_offline_data
 from rllib_fastq.fastq_learner import ADVERSARY_TARGETS, POLICY_SAMPLING
 
 logger = logging.getLogger(__name__)
@@ -271,14 +276,10 @@ class FastQConfig(AlgorithmConfig):
 
     def validate(self) -> None:
         if self.input_ and (self.observation_space is None or self.action_space is None) and not self.env:
-            from rllib_fastq.data_setup import infer_spaces
-
             obs_space, act_space = infer_spaces(self)
             self.observation_space = self.observation_space or obs_space
             self.action_space = self.action_space or act_space
         if self.in_memory_data and self.offline_data_class is None:
-            from rllib_fastq.data_setup import InMemoryOfflineData
-
             self.offline_data_class = InMemoryOfflineData
         super().validate()
         err = self._value_error
@@ -348,7 +349,7 @@ class FastQ(Algorithm):
     def get_module(self, module_id: str = DEFAULT_MODULE_ID) -> Any:
         """The trained RLModule (FAST-Q has no training env runners to ask)."""
         if self.learner_group.is_local:
-            return self.learner_group._learner.module[module_id]
+            return compat.local_learner(self.learner_group).module[module_id]
         if self.eval_env_runner is not None:
             return self.eval_env_runner.module
         state = self.learner_group.get_state(components=f"learner/rl_module/{module_id}")
@@ -391,7 +392,7 @@ class FastQ(Algorithm):
                 results = self.learner_group.foreach_learner(
                     lambda learner, n=steps, ts=timesteps: learner.update_from_memory(num_steps=n, timesteps=ts)
                 )
-                learner_results = self.learner_group._get_results(results)
+                learner_results = compat.learner_results(self.learner_group, results)
         else:
             from ray.rllib.core.learner.training_data import TrainingData
 

@@ -18,8 +18,11 @@ D4RL/Minari downloads are unavailable, so we train the behaviour policies oursel
 Training checkpoints every ``--checkpoint-every`` env steps (at the next episode end) into
 ``checkpoints/``: ``state.pt`` (learner, optimisers, RNGs, eval history), append-only replay
 segments and actor snapshots. **Rerunning the same command resumes from the checkpoint**
-(``python -m rllib_fastq.cli data mujoco`` from the repo root); a finished environment is
+(``fastq data mujoco``); a finished environment is
 skipped, and its datasets are (re)written only if missing (or ``--overwrite``).
+
+Why this module is long: the five datasets are cut from one trained run (its policy picks,
+rollouts and replay buffer) and written with one card; the resumable two-stage CLI drives them.
 """
 
 from __future__ import annotations

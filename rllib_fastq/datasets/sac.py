@@ -4,6 +4,10 @@ Small on purpose (one CPU thread, no Ray): twin critics are one batched ensemble
 a handful of ``baddbmm`` calls, which matters at ~60 updates/s per core. The replay buffer saves
 itself as append-only segments (one ``.npz`` per checkpoint interval) so committed checkpoints
 grow git history by the new data only, never by a rewritten multi-megabyte file.
+
+Why this module is long: the networks, the learner, the segmented replay buffer and the
+resumable training loop together are one checkpoint format; apart, a resume would depend on
+several files agreeing.
 """
 
 from __future__ import annotations
