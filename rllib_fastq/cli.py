@@ -13,6 +13,8 @@ import sys
 import warnings
 from typing import Any
 
+from rllib_fastq.data import schema
+
 # ``fastq data <source>``: each source module provides ``add_cli_arguments(parser)`` and
 # ``run_cli(args) -> int``.
 DATA_SOURCES = {
@@ -25,12 +27,10 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, TypeErr
 
 
 def _policy_id(value: str) -> int | str:
-    if value == "best":
-        return value
     try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an arm index or 'best', got {value!r}") from None
+        return schema.parse_arm_or_best(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _print_eval(ev: dict[str, Any]) -> None:

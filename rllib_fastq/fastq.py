@@ -32,6 +32,7 @@ from ray.rllib.utils.metrics import (
 from ray.rllib.utils.typing import ResultDict
 
 from rllib_fastq import _rllib_compat as compat
+from rllib_fastq.data import schema
 from rllib_fastq.data_setup import InMemoryOfflineData, infer_spaces, prepare_offline_data
 from rllib_fastq.fastq_learner import ADVERSARY_TARGETS, POLICY_SAMPLING
 
@@ -313,7 +314,7 @@ class FastQConfig(AlgorithmConfig):
         if self.policy_sampling not in POLICY_SAMPLING:
             err(f"`policy_sampling` must be one of {POLICY_SAMPLING}, got {self.policy_sampling!r}.")
         dp = self.default_policy
-        if not (dp == "best" or (isinstance(dp, int) and 0 <= dp < self.num_policies)):
+        if not schema.is_arm_or_best(dp, self.num_policies):
             err(f"`default_policy` must be 'best' or an arm in [0, {self.num_policies}), got {dp!r}.")
         if self.reward_weights is not None:
             r = len(self.reward_weights)

@@ -187,11 +187,9 @@ def _check_policy_id(policy_id: Any, num_policies: int, default: Any) -> int:
     """Arm id for the batch tensor: an arm in [0, K), or -1 for "best"."""
     if policy_id is None:
         policy_id = default
-    if policy_id == "best":
-        return -1
-    if type(policy_id) is int and 0 <= policy_id < num_policies:
-        return policy_id
-    raise BadRequest("policy_id", f"expected an arm in [0, {num_policies}) or 'best', got {policy_id!r}")
+    if not schema.is_arm_or_best(policy_id, num_policies):
+        raise BadRequest("policy_id", f"expected an arm in [0, {num_policies}) or 'best', got {policy_id!r}")
+    return -1 if policy_id == schema.BEST else int(policy_id)
 
 
 app = FastAPI(title="FAST-Q policy server",

@@ -66,6 +66,31 @@ class ObsLayout:
         temporal = d.get("temporal")
         return cls(static=int(d["static"]), temporal=tuple(temporal) if temporal else None)
 
+    @staticmethod
+    def flatten(obs: Any) -> np.ndarray:
+        """One observation or a batch of them in the stored form (last axis = features).
+
+        A dict ``{"temporal": [..., T, F], "static": [..., F_s]}`` becomes
+        ``concat(temporal.reshape(..., T * F), static)``; an array is returned as float32.
+        """
+        if isinstance(obs, dict):
+            temporal = np.asarray(obs["temporal"], dtype=np.float32)
+            static = np.asarray(obs["static"], dtype=np.float32)
+            lead = temporal.shape[:-2]
+            return np.concatenate([temporal.reshape(*lead, -1), static], axis=-1)
+        return np.asarray(obs, dtype=np.float32)
+
+    def unflatten(self, flat: Any) -> dict[str, np.ndarray]:
+        """Inverse of :meth:`flatten` for one or a batch of flat observations (numpy)."""
+        flat = np.asarray(flat, dtype=np.float32)
+        T, F = self.temporal or (0, 0)
+        lead = flat.shape[:-1]
+        return {"temporal": flat[..., : T * F].reshape(*lead, T, F), "static": flat[..., T * F:]}
+
+    def as_dict(self, obs: Any) -> dict[str, np.ndarray]:
+        """The dict form of an observation given in either form."""
+        return obs if isinstance(obs, dict) else self.unflatten(obs)
+
     @classmethod
     def from_space(cls, space: Any) -> ObsLayout:
         """Layout of a gymnasium ``Box`` or ``Dict(temporal=Box[T, F], static=Box[F_s])``."""
@@ -93,18 +118,38 @@ class ObsLayout:
         )
 
 
-def flatten_obs(obs: Any) -> np.ndarray:
-    """Flatten one observation or a batch of them into the stored form (last axis = features).
+#: The ``policy_id`` that asks for the arm the critic values most (at inference, serving, evaluation).
+BEST = "best"
 
-    A dict ``{"temporal": [..., T, F], "static": [..., F_s]}`` becomes
-    ``concat(temporal.reshape(..., T * F), static)``; an array is returned as float32.
-    """
-    if isinstance(obs, dict):
-        temporal = np.asarray(obs["temporal"], dtype=np.float32)
-        static = np.asarray(obs["static"], dtype=np.float32)
-        lead = temporal.shape[:-2]
-        return np.concatenate([temporal.reshape(*lead, -1), static], axis=-1)
-    return np.asarray(obs, dtype=np.float32)
+
+def is_arm_or_best(value: Any, num_policies: int) -> bool:
+    """Whether ``value`` is an arm index in ``[0, num_policies)`` (an int, not a bool) or ``"best"``."""
+    if isinstance(value, str):
+        return value == BEST
+    return (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            and 0 <= int(value) < num_policies)
+
+
+def check_arm_or_best(value: Any, num_policies: int, what: str = "policy_id") -> int | str:
+    """``value`` as an arm index or ``"best"``; ``ValueError("<what>: expected ...")`` otherwise."""
+    if not is_arm_or_best(value, num_policies):
+        raise ValueError(f"{what}: expected an arm in [0, {num_policies}) or '{BEST}', got {value!r}")
+    return value if isinstance(value, str) else int(value)
+
+
+def parse_arm_or_best(text: str) -> int | str:
+    """A command-line ``policy_id``: ``"best"`` or an integer (its range is checked where K is known)."""
+    if text == BEST:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected an arm index or '{BEST}', got {text!r}") from None
+
+
+def flatten_obs(obs: Any) -> np.ndarray:
+    """:meth:`ObsLayout.flatten` (kept as a name: many generators and tests call it)."""
+    return ObsLayout.flatten(obs)
 
 
 @dataclasses.dataclass(frozen=True)

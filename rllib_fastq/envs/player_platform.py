@@ -174,7 +174,7 @@ class PlayerPlatformEnv(gym.Env):
 
     def _obs(self) -> Any:
         d = {"temporal": self._hist.copy(), "static": self._static.copy()}
-        return schema.flatten_obs(d) if self.config.flat_obs else d
+        return schema.ObsLayout.flatten(d) if self.config.flat_obs else d
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         super().reset(seed=seed)
@@ -227,13 +227,10 @@ class PlayerPlatformEnv(gym.Env):
 
 
 def unflatten_obs(flat: np.ndarray, layout: schema.ObsLayout) -> dict[str, np.ndarray]:
-    """Inverse of :func:`rllib_fastq.data.schema.flatten_obs` for one or a batch of observations."""
-    flat = np.asarray(flat, dtype=np.float32)
-    T, F = layout.temporal or (0, 0)
-    lead = flat.shape[:-1]
-    return {"temporal": flat[..., : T * F].reshape(*lead, T, F), "static": flat[..., T * F:]}
+    """:meth:`rllib_fastq.data.schema.ObsLayout.unflatten` (a name the simulator's policies use)."""
+    return layout.unflatten(flat)
 
 
 def as_dict_obs(obs: Any, layout: schema.ObsLayout) -> dict[str, np.ndarray]:
-    """The Dict form of an observation from either form (policies written for one accept both)."""
-    return obs if isinstance(obs, dict) else unflatten_obs(obs, layout)
+    """:meth:`rllib_fastq.data.schema.ObsLayout.as_dict` (a name the simulator's policies use)."""
+    return layout.as_dict(obs)
