@@ -20,7 +20,6 @@ are combined by ``@serve.batch`` into one forward pass; each row carries its own
 import argparse
 import asyncio
 import json
-import os
 import signal
 import time
 from typing import Any
@@ -32,34 +31,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from ray import serve
 
+from rllib_fastq.checkpoints import resolve_module_checkpoint
 from rllib_fastq.data import schema
 from rllib_fastq.local_ray import init_local_ray
-
-#: Where an RLModule checkpoint lies inside the checkpoints RLlib writes, tried in order.
-_MODULE_SUBDIRS = (
-    os.path.join("learner_group", "learner", "rl_module", "default_policy"),  # Algorithm
-    os.path.join("learner", "rl_module", "default_policy"),  # LearnerGroup
-    os.path.join("rl_module", "default_policy"),  # Learner
-    "default_policy",  # MultiRLModule
-    "",  # the RLModule itself
-)
-
-
-def resolve_module_checkpoint(checkpoint: str) -> str:
-    """The RLModule checkpoint dir inside an Algorithm (or Learner, MultiRLModule) checkpoint,
-    or ``checkpoint`` itself when it is one. Raises FileNotFoundError naming what was tried."""
-    root = os.path.abspath(os.path.expanduser(checkpoint))
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"checkpoint: no such directory: {checkpoint}")
-    for sub in _MODULE_SUBDIRS:
-        path = os.path.join(root, sub) if sub else root
-        if os.path.isfile(os.path.join(path, "module_state.pkl")) and \
-                os.path.isfile(os.path.join(path, "class_and_ctor_args.pkl")):
-            return path
-    raise FileNotFoundError(
-        f"checkpoint: {checkpoint} is neither an Algorithm checkpoint (with "
-        f"{_MODULE_SUBDIRS[0]}/) nor an RLModule checkpoint (module_state.pkl)."
-    )
 
 
 class BadRequest(Exception):

@@ -14,8 +14,9 @@ from typing import Any
 
 from ray.tune import Callback
 
+from rllib_fastq.checkpoints import SPEC_FILE
 from rllib_fastq.fastq import FastQConfig
-from rllib_fastq.workflow import EVAL_KEY, SPEC_FILE, build_config, echo, ensure_ray, progress_line
+from rllib_fastq.workflow import EVAL_KEY, build_config, echo, ensure_ray, progress_line
 
 SAMPLERS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid_search")
 

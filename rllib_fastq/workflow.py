@@ -22,13 +22,38 @@ from typing import Any
 import numpy as np
 import yaml
 
+from rllib_fastq.checkpoints import RUN_FILE, load_module, run_info
+from rllib_fastq.data import schema
+from rllib_fastq.evaluation.offline import offline_metrics
 from rllib_fastq.fastq import FastQConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAYER_PLATFORM_DIR = ROOT / "offline_data" / "player_platform"
 PLAYER_PLATFORM_ENV = "rllib_fastq/PlayerPlatform-v0"
-RUN_FILE = "fastq_run.json"  # written beside a checkpoint: the spec and results behind it
-SPEC_FILE = "fastq_spec.json"  # written into a Tune experiment directory (for --resume)
+
+
+def player_platform_cache_dir() -> Path:
+    """Where an installed package (no checkout beside it) keeps its player-platform data:
+    ``$RLLIB_FASTQ_DATA`` or ``$XDG_CACHE_HOME/rllib_fastq`` (default ``~/.cache/rllib_fastq``)."""
+    root = os.environ.get("RLLIB_FASTQ_DATA") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rllib_fastq")
+    return Path(root) / "player_platform"
+
+
+def player_platform_dir(log: Callable[[str], None] | None = None) -> Path:
+    """The shipped player-platform dataset: the checkout's ``offline_data/player_platform`` when
+    present; else (an installed package) the user cache, generated there on first use with the
+    defaults of ``fastq data player-platform`` (1000 players, seed 0), as the shipped files were."""
+    if (PLAYER_PLATFORM_DIR / "train.parquet").is_file():
+        return PLAYER_PLATFORM_DIR
+    cache = player_platform_cache_dir()
+    if not (cache / "card.json").is_file():
+        from rllib_fastq.datasets.player_platform import generate_player_platform_dataset
+
+        (log or echo)(f"no shipped player-platform data beside the package: generating it into {cache} "
+                      "(once; `fastq data player-platform` defaults)")
+        generate_player_platform_dataset(cache, overwrite=True)
+    return cache
 EVAL_KEY = "evaluation/env_runners/episode_return_mean"
 
 SECTIONS = ("name", "data", "env", "env_config", "card", "config", "learners", "evaluation", "run",
@@ -138,6 +163,8 @@ def load_spec(path: str | None = None, overrides: Sequence[str] = (), data: Sequ
             raise ValueError(f"{path}: unknown key(s) {unknown}; known sections: {list(SECTIONS)}")
     elif not data or _player_platform_data(data):
         spec = copy.deepcopy(PLAYER_PLATFORM_SPEC)
+        if not data and (shipped := player_platform_dir()) != PLAYER_PLATFORM_DIR:
+            spec["data"], spec["card"] = [str(shipped / "train.parquet")], str(shipped / "card.json")
     else:
         spec = copy.deepcopy(GENERIC_SPEC)
     for parts, value in parse_overrides(overrides):
@@ -272,29 +299,6 @@ def train(spec: dict[str, Any], *, iterations: int | None = None, out: str | Non
 
 # -- evaluation ---------------------------------------------------------------------------------
 
-def load_module(checkpoint: str) -> Any:
-    """The trained RLModule of an algorithm checkpoint (no Ray, no data needed)."""
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
-    path = os.path.join(checkpoint, "learner_group", "learner", "rl_module", "default_policy")
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"{checkpoint}: not a FAST-Q checkpoint (no {os.path.relpath(path, checkpoint)})")
-    module = RLModule.from_checkpoint(path)
-    module.eval()
-    return module
-
-
-def run_info(checkpoint: str) -> dict[str, Any]:
-    """The ``fastq_run.json`` of a ``fastq train`` checkpoint or the spec of a Tune experiment."""
-    p = Path(checkpoint).resolve()
-    for d in (p, p.parent, p.parent.parent):
-        for name in (RUN_FILE, SPEC_FILE):
-            if (d / name).is_file():
-                info = json.loads((d / name).read_text())
-                return info if "spec" in info else {"spec": info}
-    return {}
-
-
 def _card(spec: dict[str, Any]) -> dict[str, Any] | None:
     card = spec.get("card")
     if card and os.path.exists(card):
@@ -336,42 +340,6 @@ def evaluate_module(module: Any, spec: dict[str, Any], *, episodes: int = 100, p
     return res
 
 
-def offline_metrics(module: Any, data: Sequence[str], gamma: float, max_rows: int = 5000) -> dict[str, Any]:
-    """Offline fit on a (held-out) dataset: the logged arm's action MSE, Q and TD error."""
-    import torch
-
-    from rllib_fastq.data.io import read_transitions
-
-    tr = read_transitions([_resolve_path(p, "--data") for p in data])
-    idx = np.random.default_rng(0).permutation(len(tr))[:max_rows]
-    tr = tr.take(np.sort(idx))
-    layout = module.layout
-
-    def obs(x: np.ndarray) -> Any:
-        x = torch.as_tensor(x, dtype=torch.float32)
-        if layout.temporal is None:
-            return x
-        n = int(np.prod(layout.temporal))
-        return {"temporal": x[:, :n].reshape(-1, *layout.temporal), "static": x[:, n:]}
-
-    arm = torch.as_tensor(tr.policy_id).long().clamp(max=module.num_policies - 1)
-    rows = torch.arange(len(tr))
-    a = torch.as_tensor(tr.actions, dtype=torch.float32)
-    with torch.no_grad(), module.frozen_representations():
-        b, a_hat = module.representations(obs(tr.obs))
-        b_next, _ = module.representations(obs(tr.new_obs))
-        b, b_next, a_hat = b[rows, arm], b_next[rows, arm], a_hat[rows, arm]
-        pi = module.actor(b)
-        q = module.critic(torch.cat([b, a], -1), with_weights=False)[0][:, 0]
-        q_next = module.critic(torch.cat([b_next, module.actor(b_next)], -1), with_weights=False)[0].min(-1).values
-    r = torch.as_tensor(tr.rewards, dtype=torch.float32)
-    done = torch.as_tensor(tr.terminateds, dtype=torch.float32)
-    td = q - (r + gamma * (1 - done) * q_next)
-    return {"rows": len(tr), "gamma": gamma, "actor_action_mse": float(((pi - a) ** 2).mean()),
-            "expert_action_mse": float(((a_hat - a) ** 2).mean()), "q_mean": float(q.mean()),
-            "td_rmse": float(td.pow(2).mean().sqrt())}
-
-
 def evaluate_checkpoint(checkpoint: str, *, env: str | None = None, data: Sequence[str] | None = None,
                         episodes: int = 100, policy_id: int | str = "best", seed: int | None = None) -> dict[str, Any]:
     """Evaluate a checkpoint online in ``env`` (default: the one it was trained with) or offline
@@ -381,12 +349,12 @@ def evaluate_checkpoint(checkpoint: str, *, env: str | None = None, data: Sequen
     if episodes < 1:
         raise ValueError(f"--episodes: expected >= 1, got {episodes}")
     module = load_module(checkpoint)
-    if not (policy_id == "best" or (isinstance(policy_id, int) and 0 <= policy_id < module.num_policies)):
-        raise ValueError(f"--policy-id: expected 'best' or an arm in [0, {module.num_policies}), got {policy_id!r}")
+    schema.check_arm_or_best(policy_id, module.num_policies, "--policy-id")
     info = run_info(checkpoint)
     spec = dict(info.get("spec") or {})
     if data:
-        return {"checkpoint": checkpoint, "offline": offline_metrics(module, data, float(info.get("gamma", 0.99)))}
+        return {"checkpoint": checkpoint, "offline": offline_metrics(
+            module, [_resolve_path(p, "--data") for p in data], float(info.get("gamma", 0.99)))}
     spec["env"] = env or spec.get("env")
     if not spec["env"]:
         raise ValueError(f"{checkpoint}: no env recorded with this checkpoint; pass --env ID or --data PATH")
