@@ -1,0 +1,178 @@
+"""Suites: which datasets, which methods, which budget; and the resumable run loop.
+
+The player-platform suite (issue 33, DESIGN.md §4.1): for each routing regime (``aligned``,
+``misaligned``, ``feature-rule``, ``uniform``, ``low-overlap``) and seed ``s``, 1000 logged players
+are generated with data seed ``s`` (held-out split ``s + 1``; the card measures the arms, the logged
+routing, the per-segment oracle and the per-player policy online on its own players) into
+``benchmarks/results/data/`` (git-ignored, reused by every method). Every method is trained on that
+dataset with seed ``s`` and its FINAL policy is scored online in the simulator on the held-out
+players seeded ``EVAL_SEED``, ``EVAL_SEED + 1``, ... (the same players for every method and every
+dataset: common random numbers; disjoint from the data seeds 0..5 and the cards' players).
+
+Budgets (``BUDGETS``; ``full`` sized to run the whole suite, 5 regimes × 5 seeds × every method,
+in ≤ 2 hours on the 2-core machine; timings in ``benchmarks/results/player_platform_suite.md``):
+
+- evaluation: 300 held-out players per run (``quick``: 20);
+- FAST-Q (defaults and reference preset): 12 iterations × 250 = 3000 gradient steps in all,
+  phase 1 at its default ``pretrain_steps="auto"`` (10 passes over 30k rows at batch 256 = 1200)
+  (``quick``: 2 × 25, phase 1 = 20);
+- BC and TD3+BC (plain PyTorch, 128×128, batch 256): 3000 gradient steps (``quick``: 50);
+- RLlib BC / MARWIL / IQL (128×128, batch 256): 12 iterations × 250 = 3000 steps (``quick``: 2 × 25);
+- d3rlpy BC / TD3+BC / IQL / CQL / AWAC (d3rlpy's reproduction settings, ``benchmarks/peers``):
+  see ``FULL["d3rlpy"]`` (``quick``: 50 steps).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks.harness import store as store_mod
+from benchmarks.harness.registry import REGISTRY, DatasetHandle
+
+ROOT = store_mod.ROOT
+DATA_CACHE = ROOT / "benchmarks/results/data"
+EVAL_SEED = 10_000
+PLAYER_PLATFORM = "player-platform"
+REGIMES = ("aligned", "misaligned", "feature-rule", "uniform", "low-overlap")
+
+FULL: dict[str, Any] = {
+    "episodes": 300, "eval_seed": EVAL_SEED, "data_episodes": 1000, "card_eval_episodes": 300,
+    "fastq": {"iterations": 12, "steps_per_iter": 250, "pretrain_steps": None},
+    "bc_steps": 3000, "td3bc_steps": 3000,
+    "rllib": {"iterations": 12, "steps_per_iter": 250},
+    "d3rlpy": {"steps": 3000, "timeout_s": 900},
+}
+QUICK: dict[str, Any] = {
+    "episodes": 20, "eval_seed": EVAL_SEED, "data_episodes": 1000, "card_eval_episodes": 300,
+    "fastq": {"iterations": 2, "steps_per_iter": 25, "pretrain_steps": 20},
+    "bc_steps": 50, "td3bc_steps": 50,
+    "rllib": {"iterations": 2, "steps_per_iter": 25},
+    "d3rlpy": {"steps": 50, "timeout_s": 300},
+}
+BUDGETS = {"full": FULL, "quick": QUICK}
+QUICK_SEEDS = 1
+
+
+def suite_key(suite: str, budget: str) -> str:
+    """The store's suite name: ``player-platform`` at the full budget, ``player-platform@quick`` else."""
+    return suite if budget == "full" else f"{suite}@{budget}"
+
+
+def player_platform_dataset(regime: str, seed: int, budget: dict[str, Any], cache: pathlib.Path = DATA_CACHE,
+                            suite: str = PLAYER_PLATFORM) -> DatasetHandle:
+    """The (cached) dataset of ``regime`` with data seed ``seed``."""
+    from rllib_fastq.datasets.player_platform import generate_player_platform_dataset
+
+    path = cache / regime / f"seed{seed}-ep{budget['data_episodes']}-card{budget['card_eval_episodes']}"
+    if not (path / "card.json").exists():
+        t = time.perf_counter()
+        generate_player_platform_dataset(path, episodes=budget["data_episodes"], seed=seed, routing=regime,
+                                         eval_episodes=budget["card_eval_episodes"], overwrite=True)
+        print(f"[{time.strftime('%H:%M:%S')}] generated {path.relative_to(cache)} "
+              f"in {time.perf_counter() - t:.0f}s", flush=True)
+    return DatasetHandle.load(suite, regime, seed, path)
+
+
+def _start_ray() -> None:
+    import ray
+
+    from rllib_fastq.local_ray import init_local_ray
+
+    for attempt in range(3):  # a busy machine can time out the first start
+        try:
+            init_local_ray(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            return
+        except Exception:  # noqa: BLE001
+            ray.shutdown()
+            if attempt == 2:
+                raise
+            time.sleep(10)
+
+
+def run_one(ds: DatasetHandle, method: str, seed: int, budget: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """Train ``method`` on ``ds`` and score its final policy online: (mean return, extras)."""
+    from rllib_fastq.envs import evaluate_policy
+
+    m = REGISTRY[method]
+    t = time.perf_counter()
+    trained = m.fn(ds, seed, budget)
+    fit_s = time.perf_counter() - t
+    try:
+        t = time.perf_counter()
+        ev = evaluate_policy(trained.policy, None, num_episodes=budget["episodes"], seed=budget["eval_seed"])
+        extras = {**trained.extras, "fit_s": round(fit_s, 2), "eval_s": round(time.perf_counter() - t, 2),
+                  "eval": {k: ev[k] for k in ("mean_return", "std_return", "sem_return", "mean_length",
+                                              "churn_rate", "num_episodes", "components", "segment_returns")}}
+        if trained.after_eval is not None:
+            extras.update(trained.after_eval())
+    finally:
+        if trained.close is not None:
+            trained.close()
+    return ev["mean_return"], extras
+
+
+def run_suite(*, suite: str = PLAYER_PLATFORM, regimes: Sequence[str] = REGIMES, methods: Sequence[str],
+              seeds: Sequence[int], budget: str = "full", force: bool = False,
+              store: store_mod.Store | None = None, budget_detail: dict[str, Any] | None = None,
+              data_cache: pathlib.Path = DATA_CACHE, command: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Run every (regime, seed, method) not yet in the store (all of them with ``force``).
+
+    Returns the records appended. A failure is recorded with its error and the loop goes on.
+    """
+    if suite != PLAYER_PLATFORM:
+        raise ValueError(f"suite: only {PLAYER_PLATFORM!r} runs on this harness so far, got {suite!r}")
+    unknown = [m for m in methods if m not in REGISTRY]
+    if unknown:
+        raise ValueError(f"methods: unknown {unknown}; known: {list(REGISTRY)}")
+    bad = [r for r in regimes if r not in REGIMES]
+    if bad:
+        raise ValueError(f"regimes: unknown {bad}; known: {list(REGIMES)}")
+    store = store or store_mod.Store()
+    detail = budget_detail or BUDGETS[budget]
+    detail = {**detail, "work_dir": str(data_cache)}
+    key = suite_key(suite, budget)
+    done = set() if force else store.done(key)
+    todo = [(r, s, m) for r in regimes for s in seeds for m in methods if (key, r, m, s) not in done]
+    print(f"{key}: {len(todo)} runs to do, {len(regimes) * len(seeds) * len(methods) - len(todo)} already in "
+          f"{store.path}", flush=True)
+    if not todo:
+        return []
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    if any(REGISTRY[m].needs_ray for _, _, m in todo):
+        _start_ray()
+    command = list(command or sys.argv)
+    commit = store_mod.git_commit()
+    out, datasets = [], {}
+    for regime, seed, method in todo:
+        load = store_mod.load_average()
+        t = time.perf_counter()
+        score, extras, error = None, {}, None
+        try:
+            if (regime, seed) not in datasets:
+                datasets.clear()  # one dataset in memory at a time
+                datasets[(regime, seed)] = player_platform_dataset(regime, seed, detail, data_cache)
+            ds = datasets[(regime, seed)]
+            t = time.perf_counter()
+            score, extras = run_one(ds, method, seed, detail)
+        except Exception as err:  # noqa: BLE001 - record, report and go on with the others
+            error = f"{type(err).__name__}: {err}"[:2000] + "\n" + traceback.format_exc()[-2000:]
+            print(f"FAILED {regime} {method} seed {seed}: {type(err).__name__}: {str(err)[:300]}", flush=True)
+        rec = store_mod.record(suite=key, dataset=regime, method=method, seed=seed, score=score, budget=budget,
+                               budget_detail={k: v for k, v in detail.items() if k != "work_dir"},
+                               wall_s=time.perf_counter() - t, command=command, extras=extras, error=error,
+                               commit=commit, load_before=load)
+        store.append(rec)
+        out.append(rec)
+        if score is not None:
+            print(f"[{time.strftime('%H:%M:%S')}] {regime:12s} seed {seed} {method:24s} {score:8.3f}  "
+                  f"({rec['wall_s']:.0f}s)", flush=True)
+    return out
