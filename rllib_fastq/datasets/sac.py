@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rllib_fastq.evaluation.episodes import run_episodes
 from rllib_fastq.evaluation.scores import normalized_score
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -303,17 +304,12 @@ def evaluate(actor: Any, env_id: str, episodes: int, seed: int) -> tuple[float, 
     import gymnasium as gym
 
     env = gym.make(env_id)
-    returns = []
-    for ep in range(episodes):
-        obs, _ = env.reset(seed=env_seed(seed + 7919, ep))
-        total, done = 0.0, False
-        while not done:
-            obs, r, term, trunc, _ = env.step(actor.act(obs, deterministic=True))
-            total += float(r)
-            done = term or trunc
-        returns.append(total)
-    env.close()
-    return float(np.mean(returns)), float(np.std(returns))
+    try:
+        eps = run_episodes(lambda obs: actor.act(obs, deterministic=True), env,
+                           (env_seed(seed + 7919, ep) for ep in range(episodes)))
+    finally:
+        env.close()
+    return float(np.mean(eps.returns)), float(np.std(eps.returns))
 
 
 def train(env_id: str, ckpt: str, steps: int, *, seed: int = 0, checkpoint_every: int = 10_000,

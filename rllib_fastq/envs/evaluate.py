@@ -13,6 +13,7 @@ from rllib_fastq.envs.player_platform import (
     PlayerPlatformConfig,
     PlayerPlatformEnv,
 )
+from rllib_fastq.evaluation.episodes import run_episodes
 
 
 def evaluate_policy(
@@ -32,23 +33,9 @@ def evaluate_policy(
     """
     if num_episodes < 1:
         raise ValueError(f"num_episodes: expected >= 1, got {num_episodes}.")
-    env = PlayerPlatformEnv(env_config)
-    returns = np.zeros(num_episodes)
-    lengths = np.zeros(num_episodes, np.int64)
-    comps = np.zeros((num_episodes, len(REWARD_COMPONENT_NAMES)))
-    churned = np.zeros(num_episodes, bool)
-    segments = np.zeros(num_episodes, np.int64)
-    for i in range(num_episodes):
-        obs, info = env.reset(seed=seed + i)
-        segments[i] = info["observed_segment"]
-        done = False
-        while not done:
-            obs, r, terminated, truncated, step_info = env.step(policy_fn(obs))
-            returns[i] += r
-            comps[i] += step_info["reward_components"]
-            lengths[i] += 1
-            done = terminated or truncated
-        churned[i] = terminated
+    eps = run_episodes(policy_fn, PlayerPlatformEnv(env_config), range(seed, seed + num_episodes))
+    returns, lengths, comps, churned = eps.returns, eps.lengths, eps.components, eps.terminated
+    segments = np.array([info["observed_segment"] for info in eps.reset_infos], np.int64)
     seg_returns = {
         name: float(returns[segments == s].mean()) for s, name in enumerate(SEGMENT_NAMES)
         if (segments == s).any()

@@ -14,6 +14,7 @@ import torch
 from ray.rllib.core.columns import Columns
 
 from rllib_fastq.data import schema
+from rllib_fastq.evaluation.episodes import run_episodes
 
 
 def _to_tensor(obs: Any) -> Any:
@@ -51,26 +52,13 @@ def evaluate_policy_fn(act: Any, env: str | gym.Env, *, num_episodes: int = 10, 
     """:func:`evaluate_module` for any ``obs -> action`` function; episode ``i`` is seeded ``seed + i``."""
     own_env = isinstance(env, str)
     env = gym.make(env, **(env_config or {})) if own_env else env
-    returns, comps = [], []
     try:
-        for ep in range(num_episodes):
-            obs, _ = env.reset(seed=seed + ep)
-            done, total, comp = False, 0.0, None
-            while not done:
-                obs, r, term, trunc, info = env.step(act(obs))
-                total += float(r)
-                if "reward_components" in info:
-                    c = np.asarray(info["reward_components"], np.float64)
-                    comp = c if comp is None else comp + c
-                done = term or trunc
-            returns.append(total)
-            if comp is not None:
-                comps.append(comp)
+        eps = run_episodes(act, env, range(seed, seed + num_episodes))
     finally:
         if own_env:
             env.close()
-    out: dict[str, Any] = {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+    out: dict[str, Any] = {"mean_return": float(np.mean(eps.returns)), "std_return": float(np.std(eps.returns)),
                            "num_episodes": num_episodes}
-    if comps:
-        out["components"] = np.mean(comps, axis=0).tolist()
+    if eps.components is not None:
+        out["components"] = eps.components.mean(axis=0).tolist()
     return out
