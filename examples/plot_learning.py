@@ -19,8 +19,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _tiny import TINY, parse_args  # noqa: E402
 
-from rllib_fastq import workflow  # noqa: E402
+from rllib_fastq.checkpoints import load_module  # noqa: E402
 from rllib_fastq.envs import PlayerPlatformEnv  # noqa: E402
+from rllib_fastq.spec import PLAYER_PLATFORM_DIR, load_spec  # noqa: E402
+from rllib_fastq.train import train  # noqa: E402
 
 args = parse_args(__doc__, **{"--out": dict(default="plots", help="directory for the PNG files")})
 os.makedirs(args.out, exist_ok=True)
@@ -31,10 +33,10 @@ if args.smoke:
     overrides = ["evaluation.interval=1", "evaluation.episodes=2", "run.final_eval_episodes=5",
                  "dataset_num_iters_per_learner=10", "pretrain_steps=20", "exploration_ramp_steps=40",
                  *(f"{k}={v}" for k, v in TINY.items())]
-data = [str(workflow.PLAYER_PLATFORM_DIR / "heldout.parquet")] if args.smoke else None
-spec = workflow.load_spec(None, overrides, data=data)
-summary = workflow.train(spec, iterations=4 if args.smoke else 12, out=tempfile.mkdtemp(prefix="fastq_plot_"),
-                         overwrite=True)
+data = [str(PLAYER_PLATFORM_DIR / "heldout.parquet")] if args.smoke else None
+spec = load_spec(None, overrides, data=data)
+summary = train(spec, iterations=4 if args.smoke else spec.run.iterations,
+                out=tempfile.mkdtemp(prefix="fastq_plot_"), overwrite=True)
 hist = summary["history"]
 it = np.array([h["iteration"] for h in hist])
 
@@ -53,7 +55,7 @@ fig.tight_layout()
 curves = os.path.join(args.out, "learning_curves.png")
 fig.savefig(curves, dpi=80)
 
-module = workflow.load_module(summary["checkpoint"])
+module = load_module(summary["checkpoint"])
 env = PlayerPlatformEnv()
 obs = [env.reset(seed=s)[0] for s in range(5)]
 batch = {k: torch.as_tensor(np.stack([o[k] for o in obs])) for k in ("temporal", "static")}

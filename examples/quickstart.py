@@ -16,11 +16,11 @@ import tempfile
 import ray
 
 import rllib_fastq  # noqa: F401  (registers "FASTQ" and the simulator)
-from rllib_fastq import FastQConfig
+from rllib_fastq.checkpoints import load_module
 from rllib_fastq.envs import evaluate_policy
 from rllib_fastq.evaluation.rollout import policy_fn
 from rllib_fastq.local_ray import init_local_ray
-from rllib_fastq.workflow import PLAYER_PLATFORM_DIR, load_module
+from rllib_fastq.spec import PLAYER_PLATFORM_DIR, build_config, load_spec
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--smoke", action="store_true", default=os.environ.get("FASTQ_SMOKE") == "1")
@@ -30,20 +30,14 @@ args = parser.parse_args()
 init_local_ray(num_cpus=2, log_to_driver=False)  # Ray on 127.0.0.1 only
 card = json.loads((PLAYER_PLATFORM_DIR / "card.json").read_text())
 data = PLAYER_PLATFORM_DIR / ("heldout.parquet" if args.smoke else "train.parquet")
-steps, iterations, episodes = (10, 3, 10) if args.smoke else (250, 12, 300)
-sizes = (dict(expert_hiddens=[32, 16], br_dim=16, adversary_hiddens=[32], actor_hiddens=[32, 32],
-              critic_hiddens=[32, 32], lstm_hidden=16, static_hidden=8) if args.smoke else
-         dict(expert_hiddens=[128, 64], br_dim=64, adversary_hiddens=[128], actor_hiddens=[128, 128],
-              critic_hiddens=[128, 128]))
-
-config = (
-    FastQConfig()
-    .offline_data(input_=[str(data)], dataset_num_iters_per_learner=steps)
-    .training(num_policies=3, pretrain_steps=2 * steps, gamma=0.9,
-              reward_weights=[0.25, 0.25, -0.25, 0.25], reward_component_names=card["reward_component_names"],
-              lstm_dropout=0.0, max_exploration=0.6, exploration_ramp_steps=4 * steps, **sizes)
-    .learners(num_learners=0)
-)
+# The main job's settings (tune_configs/player_platform.yaml, what `fastq train` runs), smaller in smoke
+# mode; no evaluation while training here: the module is played in the simulator at the end.
+smoke = ["dataset_num_iters_per_learner=10", "pretrain_steps=20", "exploration_ramp_steps=40", "br_dim=16",
+         "expert_hiddens=[32, 16]", "adversary_hiddens=[32]", "actor_hiddens=[32, 32]", "critic_hiddens=[32, 32]",
+         "lstm_hidden=16", "static_hidden=8"]
+spec = load_spec(None, ["evaluation.interval=0", *(smoke if args.smoke else [])], data=[str(data)])
+iterations, episodes = (3, 10) if args.smoke else (spec.run.iterations, spec.run.final_eval_episodes)
+config = build_config(spec)
 algo = config.build_algo()
 for _ in range(iterations):
     r = algo.train()["learners"]["default_policy"]

@@ -21,7 +21,7 @@ import rllib_fastq  # noqa: F401
 from rllib_fastq.envs import PlayerPlatformEnv
 from rllib_fastq.local_ray import init_local_ray
 from rllib_fastq.serve import build_app
-from rllib_fastq.workflow import PLAYER_PLATFORM_DIR
+from rllib_fastq.spec import PLAYER_PLATFORM_DIR
 
 args = parse_args(__doc__, **{"--checkpoint": dict(default=None, help="serve this checkpoint instead of training"),
                               "--port": dict(type=int, default=8000)})

@@ -12,8 +12,9 @@ import argparse
 import os
 import tempfile
 
+from rllib_fastq.evaluation.online import evaluate_checkpoint
+from rllib_fastq.spec import ROOT, ensure_ray, load_spec
 from rllib_fastq.tuning import tune_search
-from rllib_fastq.workflow import ROOT, ensure_ray, evaluate_checkpoint, load_spec
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--smoke", action="store_true", default=os.environ.get("FASTQ_SMOKE") == "1")
@@ -23,7 +24,7 @@ args = parser.parse_args()
 yaml_file = ROOT / "tune_configs" / ("smoke.yaml" if args.smoke else "player_platform.yaml")
 storage = args.storage or tempfile.mkdtemp(prefix="fastq_tune_")
 # A spec is the YAML plus overrides, written like `--override` on the command line.
-spec = load_spec(str(yaml_file), [f"tune.storage_path={storage}"])
+spec = load_spec(str(yaml_file), [f"tune.storage_path={storage}"], for_tune=True)
 ensure_ray()  # 2 CPUs on 127.0.0.1
 best = tune_search(spec)
 

@@ -52,10 +52,11 @@ def _print_eval(ev: dict[str, Any]) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """``fastq train``: per-iteration progress, then a summary."""
-    from rllib_fastq import workflow
+    from rllib_fastq.spec import load_spec
+    from rllib_fastq.train import train
 
-    spec = workflow.load_spec(args.config, args.set or (), data=args.data, env=args.env)
-    summary = workflow.train(spec, iterations=args.iterations, out=args.out, overwrite=args.overwrite)
+    spec = load_spec(args.config, args.set or (), data=args.data, env=args.env)
+    summary = train(spec, iterations=args.iterations, out=args.out, overwrite=args.overwrite, resume=args.resume)
     print(f"checkpoint: {summary['checkpoint']} ({summary['iterations']} iterations, "
           f"{summary['train_seconds']:.0f} s)")
     if "evaluation" in summary:
@@ -65,11 +66,15 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_tune(args: argparse.Namespace) -> int:
     """``fastq tune``: run or resume a search; print and export the best trial."""
-    from rllib_fastq import tuning, workflow
+    from rllib_fastq import tuning
+    from rllib_fastq.spec import load_spec
 
     if (args.resume is None) == (args.config is None):
         raise ValueError("give a tune_configs/*.yaml file or --resume DIR (one of them)")
-    spec = None if args.resume else workflow.load_spec(args.config, args.override or ())
+    if args.resume and args.override:
+        raise ValueError("--override cannot change a search being resumed (its trials keep the settings "
+                         "they started with); start a new search with the overrides instead")
+    spec = None if args.resume else load_spec(args.config, args.override or (), for_tune=True)
     best = tuning.tune_search(spec, resume=args.resume)
     for t in best["trials"]:
         print(f"trial {t['trial']}: {t['iterations']} iterations, {best['metric']} = {t[best['metric']]}"
@@ -87,9 +92,9 @@ def run_tune(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``fastq evaluate``: online (env) or offline (dataset) metrics of a checkpoint."""
-    from rllib_fastq import workflow
+    from rllib_fastq.evaluation.online import evaluate_checkpoint
 
-    res = workflow.evaluate_checkpoint(args.checkpoint, env=args.env, data=args.data, episodes=args.episodes,
+    res = evaluate_checkpoint(args.checkpoint, env=args.env, data=args.data, episodes=args.episodes,
                                        policy_id=args.policy_id, seed=args.seed)
     if "offline" in res:
         off = res["offline"]
@@ -138,7 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a setting: alpha=2.5, run.final_eval_episodes=50, learners.num_learners=2")
     p.add_argument("--env", metavar="ENV_ID", help="evaluate in this env (gymnasium id)")
     p.add_argument("--out", metavar="DIR", help="checkpoint directory (default: the spec's run.out)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing checkpoint (the old one is kept until the new one is complete)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run whose last complete checkpoint is in --out (same data and settings; "
+                        "checkpoints every run.checkpoint_every iterations)")
     p.set_defaults(run=run_train)
 
     p = sub.add_parser("tune", help="run a Tune search from a tune_configs/*.yaml file")

@@ -1,10 +1,14 @@
 """Tune searches over FastQConfig from a run spec (the ``search`` and ``tune`` sections).
 
 ``fastq tune`` wraps :func:`tune_search`; the spec format is in ``tune_configs/README.md``.
+Values a search can take that are known up front (grid and choice values, sampler bounds) are
+validated before ``fit()``; a trial whose sampled config still fails validation fails as that
+trial (its error recorded), and the search goes on and exports the best of the others.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -14,9 +18,10 @@ from typing import Any
 
 from ray.tune import Callback
 
-from rllib_fastq.checkpoints import SPEC_FILE
-from rllib_fastq.fastq import FastQConfig
-from rllib_fastq.workflow import EVAL_KEY, build_config, echo, ensure_ray, progress_line
+from rllib_fastq.checkpoints import SPEC_FILE, read_run_file
+from rllib_fastq.fastq import FastQ, FastQConfig
+from rllib_fastq.spec import EVAL_KEY, RunSpec, build_config, echo, ensure_ray
+from rllib_fastq.train import progress_line
 
 SAMPLERS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid_search")
 
@@ -38,17 +43,51 @@ def search_space(search: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _tune_settings(spec: dict[str, Any]) -> dict[str, Any]:
-    # 2-CPU defaults: one trial at a time (a trial holds a CPU for its driver and learner).
-    t = {"metric": EVAL_KEY if spec.get("env") else "learners/default_policy/td_loss",
-         "mode": "max" if spec.get("env") else "min", "num_samples": 1, "max_concurrent_trials": 1,
-         "scheduler": {"type": "asha"}, "stop": {"training_iteration": spec.get("run", {}).get("iterations", 10)},
-         "max_failures": 1, "checkpoint_frequency": 1, "num_to_keep": 2, "storage_path": "ray_results"}
-    t.update(spec.get("tune") or {})
-    unknown = sorted(set(t) - {"metric", "mode", "num_samples", "max_concurrent_trials", "scheduler", "stop",
-                               "max_failures", "checkpoint_frequency", "num_to_keep", "storage_path"})
-    if unknown:
-        raise ValueError(f"tune: unknown key(s) {unknown}")
+def _known_values(name: str, args: Any) -> list[Any]:
+    """The values a sampler is known to take (grid/choice values; the bounds of a range)."""
+    if name in ("choice", "grid_search"):
+        return list(args)
+    if name == "randint":
+        return [args[0], args[1] - 1]  # high is exclusive
+    return list(args[:2])
+
+
+def check_search_values(cfg: FastQConfig, search: dict[str, Any]) -> None:
+    """Each known value of each sampler set alone on ``cfg`` must pass FastQConfig validation, else
+    one line naming the key and the value, before any trial runs."""
+    for key, value in (search or {}).items():
+        name, args = next(iter(value.items()))
+        for v in _known_values(name, args):
+            trial = cfg.copy(copy_frozen=False)
+            setattr(trial, key, v)
+            try:
+                trial.validate()
+            except ValueError as e:
+                raise ValueError(f"search.{key}: the value {v!r} fails validation "
+                                 f"({str(e).strip().splitlines()[0]})") from None
+
+
+class TunedFastQ(FastQ):
+    """FastQ for Tune: a config that fails validation fails its own trial (in the trial's setup),
+    not the driver's ``fit()`` (Tune asks the trainable for its resources on the driver, and
+    RLlib validates the config there)."""
+
+    @classmethod
+    def default_resource_request(cls, config: Any) -> Any:
+        try:
+            return super().default_resource_request(config)
+        except ValueError:
+            from ray.tune import PlacementGroupFactory
+
+            return PlacementGroupFactory([{"CPU": 1}])  # the trial starts, and fails validating its config
+
+
+def _tune_settings(spec: RunSpec) -> dict[str, Any]:
+    # 2-CPU defaults (see spec.Tune): one trial at a time (a trial holds a CPU for its driver and learner).
+    t = {k: v for k, v in dataclasses.asdict(spec.tune).items() if k != "overrides"}
+    t["metric"] = t["metric"] or (EVAL_KEY if spec.env else "learners/default_policy/td_loss")
+    t["mode"] = t["mode"] or ("max" if spec.env else "min")
+    t["stop"] = t["stop"] or {"training_iteration": spec.run.iterations}
     if t["mode"] not in ("min", "max"):
         raise ValueError(f"tune.mode: expected 'min' or 'max', got {t['mode']!r}")
     return t
@@ -77,9 +116,14 @@ def _best(results: Any, t: dict[str, Any], experiment_path: str) -> dict[str, An
         m = flatten_dict(r.metrics or {}, delimiter="/")
         trials.append({"trial": r.path and os.path.basename(r.path), "iterations": m.get("training_iteration"),
                        metric: m.get(metric), "error": str(r.error).strip().splitlines()[0] if r.error else None})
+    scored = [r for r in results if flatten_dict(r.metrics or {}, delimiter="/").get(metric) is not None]
+    if not scored:
+        errors = "; ".join(t["error"] for t in trials if t["error"])
+        raise ValueError(f"no trial of {experiment_path} reported {metric}" + (f" (errors: {errors})" if errors
+                                                                              else ""))
     best = results.get_best_result(metric=metric, mode=mode, scope="last")
     ckpt = best.checkpoint  # the final policy of the best trial (the score protocol: final, not best)
-    search = set(json.loads(Path(experiment_path, SPEC_FILE).read_text()).get("search") or {})
+    search = set(read_run_file(Path(experiment_path, SPEC_FILE)).get("search") or {})
     return {"experiment": experiment_path, "metric": metric, "mode": mode,
             "best_value": flatten_dict(best.metrics, delimiter="/").get(metric),
             "best_trial": os.path.basename(best.path), "best_checkpoint": ckpt.path if ckpt else None,
@@ -99,7 +143,7 @@ class _Progress(Callback):
         self.log(f"[{trial.trial_id}] failed (retried from its last checkpoint up to tune.max_failures times)")
 
 
-def tune_search(spec: dict[str, Any] | None = None, *, resume: str | None = None,
+def tune_search(spec: RunSpec | None = None, *, resume: str | None = None,
                 callbacks: Sequence[Any] = (), log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or ``resume``) the spec's Tune search; writes and returns ``best.json`` in the experiment."""
     from ray import tune
@@ -110,32 +154,35 @@ def tune_search(spec: dict[str, Any] | None = None, *, resume: str | None = None
         experiment = os.path.abspath(resume)
         if not os.path.isfile(os.path.join(experiment, SPEC_FILE)):
             raise FileNotFoundError(f"--resume {resume}: not a `fastq tune` experiment (no {SPEC_FILE})")
-        spec = json.loads(Path(experiment, SPEC_FILE).read_text())
+        spec = RunSpec.from_dict(read_run_file(os.path.join(experiment, SPEC_FILE)),
+                                 where=os.path.join(experiment, SPEC_FILE))
     assert spec is not None
     t = _tune_settings(spec)
     cfg = build_config(spec)
-    for key, domain in search_space(spec.get("search") or {}).items():
+    space = search_space(spec.search)
+    check_search_values(cfg, spec.search)
+    for key, domain in space.items():
         setattr(cfg, key, domain)  # Tune samples these when it turns the config into trials
     ensure_ray()
     if resume is not None:
         # Unfinished trials continue from their last checkpoint; errored ones are retried from theirs.
         # The param space is given again: Tune keeps parts of it as object refs of the old Ray session.
-        tuner = tune.Tuner.restore(experiment, trainable="FASTQ", param_space=cfg, resume_unfinished=True,
+        tuner = tune.Tuner.restore(experiment, trainable=TunedFastQ, param_space=cfg, resume_unfinished=True,
                                    resume_errored=True)
         log(f"resuming {experiment}")
     else:
         storage = os.path.abspath(t["storage_path"])
-        name = f"{spec.get('name', 'fastq')}_{time.strftime('%Y%m%d_%H%M%S')}"
+        name = f"{spec.name}_{time.strftime('%Y%m%d_%H%M%S')}"
         experiment = os.path.join(storage, name)
         os.makedirs(experiment, exist_ok=True)
-        Path(experiment, SPEC_FILE).write_text(json.dumps(spec, indent=1, default=repr))  # repr: callables
+        Path(experiment, SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=1, default=repr))  # repr: callables
         tuner = tune.Tuner(
-            "FASTQ", param_space=cfg,
+            TunedFastQ, param_space=cfg,
             tune_config=tune.TuneConfig(metric=t["metric"], mode=t["mode"], num_samples=int(t["num_samples"]),
                                         max_concurrent_trials=int(t["max_concurrent_trials"]), scheduler=_scheduler(t)),
             run_config=tune.RunConfig(
                 name=name, storage_path=storage, stop=dict(t["stop"]), verbose=0,
-                callbacks=[_Progress(log, int((spec.get("evaluation") or {}).get("interval") or 0)), *callbacks],
+                callbacks=[_Progress(log, int(spec.evaluation.interval or 0)), *callbacks],
                 checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=int(t["checkpoint_frequency"]),
                                                         checkpoint_at_end=True, num_to_keep=int(t["num_to_keep"])),
                 failure_config=tune.FailureConfig(max_failures=int(t["max_failures"]))))

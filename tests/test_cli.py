@@ -10,12 +10,14 @@ import os
 
 import pytest
 
-from rllib_fastq import tuning, workflow
+from rllib_fastq import spec as specs
+from rllib_fastq import tuning
+from rllib_fastq.checkpoints import RUN_FILE, run_info
 from rllib_fastq.cli import main
 from rllib_fastq.data.io import write_transitions
 from tests.pendulum_data import make_pendulum_dataset
 
-HELDOUT = str(workflow.PLAYER_PLATFORM_DIR / "heldout.parquet")
+HELDOUT = str(specs.PLAYER_PLATFORM_DIR / "heldout.parquet")
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "tune_configs")
 TINY = ["dataset_num_iters_per_learner=10", "pretrain_steps=10", "exploration_ramp_steps=20", "br_dim=16",
         "expert_hiddens=[32,16]", "adversary_hiddens=[32]", "actor_hiddens=[32,32]", "critic_hiddens=[32,32]",
@@ -52,7 +54,7 @@ def test_train_progress_checkpoint_and_summary(checkpoint):
     assert "iter 1/2 | phase 1 | expert_loss" in stdout and "iter 2/2 | phase 2 | td_loss" in stdout
     assert "eval return" in stdout
     assert os.path.isdir(os.path.join(out, "learner_group"))
-    ev = workflow.run_info(out)["summary"]["evaluation"]
+    ev = run_info(out)["summary"]["evaluation"]
     assert ev["num_episodes"] == 4 and set(ev["components"]) == {"revenue", "engagement", "cost", "dwell"}
     assert ev["best_arm"] == "competitive" and set(ev["arms"]) == {"retention", "competitive", "monetization"}
     assert f"checkpoint: {out}" in stdout
@@ -64,7 +66,7 @@ def test_same_command_gives_the_same_checkpoint(checkpoint, tmp_path):
     out, _ = checkpoint
     again = str(tmp_path / "again")
     smoke_train(again)
-    first, second = (workflow.run_info(d)["summary"] for d in (out, again))
+    first, second = (run_info(d)["summary"] for d in (out, again))
     losses = ("expert_loss", "td_loss", "actor_loss", "q_mean")
     assert [[h.get(k) for k in losses] for h in first["history"]] == [[h.get(k) for k in losses]
                                                                       for h in second["history"]]
@@ -90,7 +92,7 @@ def test_overwrite_replaces_checkpoint(ray_session, tmp_path):
     (out / "stale.txt").write_text("old")
     assert main(["train", "--data", HELDOUT, "--iterations", "1", "--out", str(out), "--overwrite",
                  "--set", *TINY, "run.final_eval_episodes=1"]) == 0
-    assert not (out / "stale.txt").exists() and (out / workflow.RUN_FILE).exists()
+    assert not (out / "stale.txt").exists() and (out / RUN_FILE).exists()
 
 
 def _bad_yaml(tmp_path):
@@ -136,26 +138,31 @@ def test_debug_shows_the_traceback():
 
 
 def test_specs_default_generic_and_shipped_configs(tmp_path):
-    spec = workflow.load_spec()  # `fastq train` without arguments: the main job
-    assert spec["env"] == workflow.PLAYER_PLATFORM_ENV and spec["data"][0].endswith("train.parquet")
-    assert spec["card"].endswith("card.json")
+    spec = specs.load_spec()  # `fastq train` without arguments: the main job
+    assert spec.env == specs.PLAYER_PLATFORM_ENV and spec.data[0].endswith("train.parquet")
+    assert spec.card.endswith("card.json")
+    # The main job is tune_configs/player_platform.yaml; the search runs its tune.overrides.
+    assert (spec.evaluation.interval, spec.evaluation.episodes, spec.run.out) == (4, 10, "checkpoints/fastq")
+    assert spec.config["seed"] == 0 and spec.run.iterations == 12 and spec.run.final_eval_episodes == 300
+    tuned = specs.load_spec(os.path.join(CONFIGS, "player_platform.yaml"), for_tune=True)
+    assert (tuned.evaluation.interval, tuned.evaluation.episodes, tuned.config["seed"]) == (1, 20, None)
     # Other data: FastQConfig's defaults, K read off the data, no env unless given.
     path = write_transitions(make_pendulum_dataset(episodes=2), tmp_path / "p.parquet")
-    generic = workflow.load_spec(data=[str(path)], env="Pendulum-v1")
-    assert generic["config"] == {"seed": 0, "num_policies": 2}
-    assert generic["env"] == "Pendulum-v1" and "card" not in generic
+    generic = specs.load_spec(data=[str(path)], env="Pendulum-v1")
+    assert generic.config == {"seed": 0, "num_policies": 2}
+    assert generic.env == "Pendulum-v1" and generic.card is None
     for name in ("smoke", "player_platform", "gpu_cluster"):
-        cfg, spec = workflow.config_from_yaml(os.path.join(CONFIGS, f"{name}.yaml"), ["actor_lr=1e-4"])
-        assert cfg.actor_lr == 1e-4 and spec["tune"]["metric"] == workflow.EVAL_KEY
-        assert tuning.search_space(spec["search"])
-    assert workflow.config_from_yaml(os.path.join(CONFIGS, "gpu_cluster.yaml"))[0].num_gpus_per_learner == 1
+        cfg, spec = specs.config_from_yaml(os.path.join(CONFIGS, f"{name}.yaml"), ["actor_lr=1e-4"])
+        assert cfg.actor_lr == 1e-4 and spec.tune.metric == specs.EVAL_KEY
+        assert tuning.search_space(spec.search)
+    assert specs.config_from_yaml(os.path.join(CONFIGS, "gpu_cluster.yaml"))[0].num_gpus_per_learner == 1
     hopper = os.path.join(CONFIGS, "mujoco_hopper.yaml")
-    if os.path.exists(workflow.ROOT / "offline_data/mujoco/Hopper-v5/multi-policy.parquet"):
-        cfg, spec = workflow.config_from_yaml(hopper)
-        assert cfg.num_policies == 5 and spec["env"] == "Hopper-v5"
+    if os.path.exists(specs.ROOT / "offline_data/mujoco/Hopper-v5/multi-policy.parquet"):
+        cfg, spec = specs.config_from_yaml(hopper)
+        assert cfg.num_policies == 5 and spec.env == "Hopper-v5"
     else:  # `fastq data mujoco` has not made the data yet: a one-line error naming the file
         with pytest.raises(FileNotFoundError, match="Hopper-v5/multi-policy.parquet does not exist"):
-            workflow.load_spec(hopper)
+            specs.load_spec(hopper)
 
 
 def test_train_on_other_data_evaluates_in_the_named_env(ray_session, tmp_path, capsys):

@@ -9,8 +9,10 @@ import signal
 
 from ray import tune
 
-from rllib_fastq import tuning, workflow
+from rllib_fastq import tuning
 from rllib_fastq.cli import main
+from rllib_fastq.evaluation.online import evaluate_checkpoint
+from rllib_fastq.spec import PLAYER_PLATFORM_ENV, load_spec
 
 SMOKE = os.path.join(os.path.dirname(__file__), "..", "tune_configs", "smoke.yaml")
 METRIC = "evaluation/env_runners/episode_return_mean"
@@ -35,7 +37,7 @@ class _InterruptAfterFirstTrial(tune.Callback):
 
 
 def test_interrupted_search_resumes_and_exports_best(ray_session, tmp_path, capsys):
-    spec = workflow.load_spec(SMOKE, [f"tune.storage_path={tmp_path}"])
+    spec = load_spec(SMOKE, [f"tune.storage_path={tmp_path}"])
     first = tuning.tune_search(spec, callbacks=[_InterruptAfterFirstTrial()])  # Tune returns on Ctrl+C
     experiment = _experiment(tmp_path)
     assert _interrupted and first["experiment"] == experiment
@@ -56,8 +58,8 @@ def test_interrupted_search_resumes_and_exports_best(ray_session, tmp_path, caps
     assert os.path.isdir(os.path.join(best["best_checkpoint"], "learner_group"))
     assert f"best checkpoint: {best['best_checkpoint']}" in out
     # The exported checkpoint evaluates with the env recorded in the experiment.
-    res = workflow.evaluate_checkpoint(best["best_checkpoint"], episodes=2)
-    assert res["env"] == workflow.PLAYER_PLATFORM_ENV and "revenue" in res["components"]
+    res = evaluate_checkpoint(best["best_checkpoint"], episodes=2)
+    assert res["env"] == PLAYER_PLATFORM_ENV and "revenue" in res["components"]
 
 
 def test_failed_trial_is_retried_from_its_checkpoint(ray_session, tmp_path):
@@ -68,9 +70,9 @@ def test_failed_trial_is_retried_from_its_checkpoint(ray_session, tmp_path):
             marker.write_text("x")
             raise RuntimeError("injected trial failure")
 
-    spec = workflow.load_spec(SMOKE, [f"tune.storage_path={tmp_path}", "search.alpha={choice: [2.0]}",
+    spec = load_spec(SMOKE, [f"tune.storage_path={tmp_path}", "search.alpha={choice: [2.0]}",
                                       "tune.max_failures=1"])
-    spec["config"]["callbacks_on_train_result"] = fail_once_at_iteration_2
+    spec.config["callbacks_on_train_result"] = fail_once_at_iteration_2
     best = tuning.tune_search(spec)
     assert marker.exists()  # it did fail once
     (trial,) = best["trials"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
@@ -159,6 +160,11 @@ def _read_one(path: str) -> pa.Table:
         raise ValueError(f"{path}: cannot be read as {kind}: {e}") from e
 
 
+def read_table(path: str) -> pa.Table:
+    """One parquet or JSON-lines file as an Arrow table (a file that cannot be read: ValueError naming it)."""
+    return _read_one(path)
+
+
 def read_transitions(
     paths: str | os.PathLike | Sequence[str | os.PathLike],
     *,
@@ -181,6 +187,56 @@ def read_transitions(
         )
         parts.append(tr)
     return parts[0] if len(parts) == 1 else Transitions.concat(parts)
+
+
+def _columns(path: str, names: Sequence[str]) -> Any:
+    """The ``names`` columns a data file has (parquet: only those are read), with its metadata;
+    a file that cannot be read (empty, truncated, not parquet/JSON) is a ValueError naming it."""
+    if path.endswith(".parquet"):
+        try:
+            pf = pq.ParquetFile(path)
+            cols = [n for n in names if n in pf.schema_arrow.names]
+            return pf.read(columns=cols).replace_schema_metadata(pf.schema_arrow.metadata)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ValueError(f"{path}: cannot be read as parquet ({str(e).splitlines()[0]}); "
+                             "regenerate or remove the file") from None
+    return _read_one(path)
+
+
+def infer_num_policies(paths: Sequence[str]) -> int:
+    """K from every data file (parquet or JSON lines, directories expanded).
+
+    A file that states K (its metadata's ``num_policies`` or the width of ``expert_actions``)
+    decides; else K is the count of arms ``0, 1, ...`` that have rows, so a stray id beyond a gap
+    (``7`` in data of arms 0-2) is reported by the data check instead of silently adding empty arms.
+    """
+    declared, seen = 0, set()
+    for f in expand_paths(list(paths)):
+        table = _columns(f, (schema.POLICY_ID, schema.EXPERT_ACTIONS))
+        meta = schema.DatasetMeta.from_json((table.schema.metadata or {}).get(schema.METADATA_KEY))
+        if meta.num_policies:
+            declared = max(declared, int(meta.num_policies))
+        if schema.EXPERT_ACTIONS in table.column_names:
+            first = table[schema.EXPERT_ACTIONS].drop_null()
+            if len(first):
+                declared = max(declared, len(first[0].as_py()))
+        if schema.POLICY_ID in table.column_names:
+            ids = pc.unique(table[schema.POLICY_ID]).drop_null().to_numpy(zero_copy_only=False)
+            seen.update(int(i) for i in np.asarray(ids, np.float64) if float(i).is_integer())
+    if declared:
+        return declared
+    k = 0
+    while k in seen:
+        k += 1
+    return max(k, 1)
+
+
+def check_readable(paths: Sequence[str]) -> None:
+    """Every parquet data file has a readable footer (an empty or truncated file is named here,
+    before Ray starts, not deep inside Ray Data)."""
+    for f in expand_paths(list(paths)):
+        if f.endswith(".parquet"):
+            _columns(f, ())
 
 
 def validate_dataset(path_or_table: Any, config: Any = None) -> Transitions:
