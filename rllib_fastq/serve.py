@@ -31,16 +31,32 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from ray import serve
 
-from rllib_fastq.checkpoints import resolve_module_checkpoint
+from rllib_fastq.checkpoints import check_module_files, resolve_module_checkpoint
 from rllib_fastq.data import schema
 from rllib_fastq.local_ray import init_local_ray
+
+
+def _ascii(text: str, limit: int = 300) -> str:
+    """``text`` safe to send back: ASCII (other characters, lone surrogates included, escaped)
+    and at most ``limit`` characters."""
+    out = text.encode("ascii", "backslashreplace").decode("ascii")
+    return out if len(out) <= limit else out[:limit] + "..."
+
+
+def _show(v: Any) -> str:
+    """A client's value for an error message: scalars as they were sent, containers by type only
+    (a repr of a deeply nested value could itself exceed the recursion limit)."""
+    if isinstance(v, (dict, list)):
+        return f"{_json_type(v)} of {len(v)}"
+    return _ascii(repr(v), 80)
 
 
 class BadRequest(Exception):
     """A client error: HTTP ``status`` with a message that starts with the offending field."""
 
     def __init__(self, field: str, message: str, status: int = 422):
-        super().__init__(f"{field}: {message}")
+        field = _ascii(str(field), 80)
+        super().__init__(_ascii(f"{field}: {message}"))
         self.field, self.status = field, status
 
 
@@ -162,7 +178,7 @@ def _check_policy_id(policy_id: Any, num_policies: int, default: Any) -> int:
     if policy_id is None:
         policy_id = default
     if not schema.is_arm_or_best(policy_id, num_policies):
-        raise BadRequest("policy_id", f"expected an arm in [0, {num_policies}) or 'best', got {policy_id!r}")
+        raise BadRequest("policy_id", f"expected an arm in [0, {num_policies}) or 'best', got {_show(policy_id)}")
     return -1 if policy_id == schema.BEST else int(policy_id)
 
 
@@ -173,6 +189,12 @@ app = FastAPI(title="FAST-Q policy server",
 @app.exception_handler(BadRequest)
 async def _bad_request(_: Request, exc: BadRequest) -> JSONResponse:
     return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=exc.status)
+
+
+@app.exception_handler(RecursionError)
+async def _too_deep(_: Request, exc: RecursionError) -> JSONResponse:
+    # A body nested deeper than Python's recursion limit, wherever it was walked.
+    return JSONResponse({"detail": "body: nested too deeply", "field": "body"}, status_code=400)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 1})
@@ -221,7 +243,7 @@ class FastQServer:
             raise BadRequest(unknown[0], f"unknown field (expected {sorted(ActRequest.model_fields)})")
         body = ActRequest.model_validate(data)
         if not isinstance(body.explain, bool):
-            raise BadRequest("explain", f"expected true or false, got {body.explain!r}")
+            raise BadRequest("explain", f"expected true or false, got {_show(body.explain)}")
         arm = _check_policy_id(body.policy_id, self.module.num_policies, self.default_policy)
         obs, single = self.validate(body.obs)
         out = await self._infer((obs, arm, body.explain))
@@ -243,6 +265,8 @@ class FastQServer:
             return json.loads(b"".join(chunks))
         except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
             raise BadRequest("body", f"invalid JSON ({e})", 400) from None
+        except RecursionError:
+            raise BadRequest("body", "JSON nested too deeply", 400) from None
 
     def _forward(self, obs: torch.Tensor, arms: torch.Tensor, explain: bool) -> dict[str, Any]:
         with torch.no_grad():
@@ -290,6 +314,7 @@ def build_app(checkpoint: str, *, max_batch_size: int = 64, batch_wait_timeout_s
         raise ValueError("build_app: max_batch_size, max_request_size and num_replicas must be >= 1 "
                          "and batch_wait_timeout_s >= 0.")
     path = resolve_module_checkpoint(checkpoint)
+    check_module_files(path)  # a torn checkpoint: one line naming the file, not a replica's traceback
     # Serve's default of 5 ongoing requests per replica would cap batches at 5 and make the
     # router back off (seconds of latency at 32 clients): admit two full batches instead.
     deployment = FastQServer.options(num_replicas=num_replicas, max_ongoing_requests=2 * max_batch_size,

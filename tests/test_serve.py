@@ -270,3 +270,82 @@ def test_checkpoint_resolution_and_cli(server, tmp_path):
     assert (args.host, args.port, args.num_replicas, args.max_batch_size) == ("127.0.0.1", 0, 2, 64)
     with pytest.raises(FileNotFoundError, match="no such directory"):
         run_cli(args)  # fails before touching Ray or Serve
+
+
+DEEP = 1000  # levels: Python's json parser (recursion limit 1000) gives up around here
+
+
+@pytest.mark.parametrize("body,field", [
+    ("[" * DEEP + "]" * DEEP, "body"),
+    ('{"obs": ' + "[" * DEEP + "]" * DEEP + "}", "body"),
+    ('{"obs": ' + "[" * 900 + "]" * 900 + "}", "obs"),
+    ('{"obs": [0, 0, 0], "policy_id": ' + "[" * 900 + "]" * 900 + "}", "policy_id"),
+    ('{"obs": [0, 0, 0], "explain": ' + '{"a": ' * 900 + "1" + "}" * 900 + "}", "explain"),
+    ('{"obs": [0, 0, 0], "\\ud800": 1}', "\\ud800"),  # a lone surrogate key, echoed ASCII-escaped
+    ('{"obs": [0, 0, 0], "policy_id": "\\udfff\\u00e9"}', "policy_id"),
+    ('{"obs": {"\\ud800": 1, "temporal": [], "static": []}}', "obs"),
+])
+def test_malformed_bodies_get_4xx_ascii_never_500(client, body, field):
+    """Issue 37: deep nesting raised RecursionError and a lone-surrogate key failed to encode: 500."""
+    r = client.post("/flat/act", content=body.encode(), headers={"content-type": "application/json"})
+    assert 400 <= r.status_code < 500, r.text
+    assert r.content.isascii() and field in r.json()["field"], r.text
+    assert client.post("/flat/act", json={"obs": [0.1, 0.2, 0.3]}).status_code == 200
+
+
+def _fuzzed(rng: np.random.Generator) -> bytes:
+    """One mutated request: a good body with a random key, value, nesting or byte damage."""
+    good = json.dumps({"obs": _flat_obs(int(rng.integers(1, 4)), int(rng.integers(1000)))[0]
+                       if rng.random() < 0.5 else _flat_obs(2), "policy_id": "best"})
+    values = [None, True, -1, 2**70, 1e308, "best", "\ud800", "é", [], {}, [[[]]], "x" * 1000,
+              float("nan"), [0.1] * 50, {"temporal": [[1]], "static": 3}]
+    kind = int(rng.integers(6))
+    if kind == 0:  # a random field value
+        body = {"obs": [0.1, 0.2, 0.3]}
+        key = str(rng.choice(["obs", "policy_id", "explain", "extra", "\udcff"]))
+        body[key] = values[int(rng.integers(len(values)))]
+        return json.dumps(body).encode("utf-8", "surrogatepass")
+    if kind == 1:  # deep nesting in a random field
+        n = int(rng.integers(10, 3000))
+        key = str(rng.choice(["obs", "policy_id", "explain"]))
+        return f'{{"{key}": {"[" * n}{"]" * n}}}'.encode()
+    if kind == 2:  # truncated
+        return good[: int(rng.integers(len(good)))].encode()
+    if kind == 3:  # random bytes flipped
+        b = bytearray(good.encode())
+        for _ in range(int(rng.integers(1, 5))):
+            b[int(rng.integers(len(b)))] = int(rng.integers(256))
+        return bytes(b)
+    if kind == 4:  # a random top-level value
+        return json.dumps(values[int(rng.integers(len(values)))]).encode("utf-8", "surrogatepass")
+    return good.encode()
+
+
+def test_fuzzed_requests_never_get_5xx(client):
+    """200 mutated requests (at most 30 s, loopback): no 5xx, every 4xx ASCII, healthy afterwards."""
+    import time
+
+    rng = np.random.default_rng(37)
+    start, codes = time.monotonic(), []
+    for _ in range(200):
+        if time.monotonic() - start > 30:
+            break
+        r = client.post("/flat/act", content=_fuzzed(rng), headers={"content-type": "application/json"})
+        codes.append(r.status_code)
+        assert r.status_code < 500, r.text
+        assert r.content.isascii() or r.status_code == 200
+    assert len(codes) >= 50 and any(c == 200 for c in codes) and any(400 <= c < 500 for c in codes)
+    assert client.get("/flat/healthz").json()["status"] == "ok"
+
+
+def test_torn_checkpoint_is_one_line_naming_the_file(server, tmp_path):
+    """Issue 37: a torn module_state.pkl gave a 178-line Ray traceback from `fastq serve`."""
+    import shutil
+
+    torn = tmp_path / "torn"
+    shutil.copytree(resolve_module_checkpoint(server["flat"]), torn)
+    state = torn / "module_state.pkl"
+    state.write_bytes(state.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"module_state.pkl: torn or corrupt checkpoint file") as e:
+        build_app(str(torn))
+    assert "\n" not in str(e.value)
