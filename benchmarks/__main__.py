@@ -30,7 +30,7 @@ RESULTS = suites.ROOT / "benchmarks/results"
 def _report(store: Store, suite: str, budget: str) -> None:
     key = suites.suite_key(suite, budget)
     stem = key.replace("-", "_").replace("@", "_") + "_suite"
-    text = report.tables(store, key)
+    text = report.tables(store, key) + "\n" + report.cost(store, key)
     print(text)
     md = RESULTS / f"{stem}.md"
     md.write_text(text + "\n")

@@ -210,7 +210,11 @@ def _fastq(ds: DatasetHandle, seed: int, budget: dict[str, Any], reference: bool
         counts[int(out[schema.POLICY_ID][0])] += 1
         return out[Columns.ACTIONS][0].cpu().numpy()
 
-    extras = {"gradient_steps": b["iterations"] * b["steps_per_iter"], "pretrain_steps": config.pretrain_steps,
+    from rllib_fastq import _rllib_compat as compat
+
+    learner = compat.local_learner(algo.learner_group)
+    extras = {"gradient_steps": int(getattr(learner, "num_gradient_steps", b["iterations"] * b["steps_per_iter"])),
+              "pretrain_steps": getattr(learner, "pretrain_steps", config.pretrain_steps),
               "build_s": round(build_s, 2), "train_s": round(train_s, 2), "arm_choice": config.arm_choice,
               "exploration_arm": config.exploration_arm}
     return Trained(act, extras, close=algo.stop,

@@ -87,7 +87,7 @@ def tables(store: Store, suite: str) -> str:
                 vs = f"{100 * (np.mean([row['scores'][x] for x in common]) - ref) / abs(ref):+.1f} %"
             name = f"*{m}*" if row["kind"] == "reference" else f"**{m}**" if m in FASTQ_ROWS else m
             lines.append(f"| {name} | {row['kind']} | {len(v)} | {mean:.2f} ± {sd:.2f} | {vs} "
-                         f"| {np.mean(row['wall_s']):.0f} |")
+                         f"| {np.mean(row['wall_s']):.1f} |")
         for fq in FASTQ_ROWS:
             mg = margins(rows, fq)
             if mg and rows.get(fq, {}).get("scores"):
@@ -98,6 +98,28 @@ def tables(store: Store, suite: str) -> str:
             lines += ["", "Failed (retried by the next `run`):"]
             lines += [f"- {m}, seed {seed}: {err}" for m, seed, err in failed]
         lines.append("")
+    return "\n".join(lines)
+
+
+def cost(store: Store, suite: str, cells: int = 25) -> str:
+    """Per method: mean wall (and CPU) seconds per run over the store's records, and the projection
+    of one (regime, seed) cell and of ``cells`` cells (5 regimes × 5 seeds) from them."""
+    runs: dict[str, list[tuple[float, float | None]]] = {}
+    for r in store.latest(suite).values():
+        if r.get("score") is not None:
+            runs.setdefault(r["method"], []).append((r["wall_s"], r["extras"].get("fit_cpu_s")))
+    if not runs:
+        return ""
+    lines = ["## Cost per run", "", "| method | runs | wall s | fit CPU s |", "|---|---|---|---|"]
+    total = 0.0
+    for m, v in runs.items():
+        wall = float(np.mean([w for w, _ in v]))
+        cpu = [c for _, c in v if c is not None]
+        total += wall
+        lines.append(f"| {m} | {len(v)} | {wall:.1f} | {f'{np.mean(cpu):.1f}' if cpu else ''} |")
+    lines += ["", f"One (regime, seed) cell of these methods: {total:.0f} s wall (plus ~15 s to generate its dataset); "
+              f"{cells} cells: {cells * (total + 15) / 3600:.2f} h (wall times depend on what else shared the cores: "
+              "see each record's load average).", ""]
     return "\n".join(lines)
 
 
