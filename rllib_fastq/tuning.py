@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -81,6 +82,20 @@ class TunedFastQ(FastQ):
 
             return PlacementGroupFactory([{"CPU": 1}])  # the trial starts, and fails validating its config
 
+    def __repr__(self) -> str:
+        # RLlib's __repr__ reads self.config, which is unset when __init__ failed validating it; Ray
+        # calls repr() while recording that error, and would report a dead worker instead.
+        return type(self).__name__ if getattr(self, "config", None) is None else super().__repr__()
+
+
+def _error_line(error: Any) -> str | None:
+    """The line of a trial's error that says what went wrong (``ValueError: `alpha` must be ...``)."""
+    if not error:
+        return None
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[\w.]*(Error|Exception): ", line)]
+    return named[0] if named else lines[0] if lines else type(error).__name__
+
 
 def _tune_settings(spec: RunSpec) -> dict[str, Any]:
     # 2-CPU defaults (see spec.Tune): one trial at a time (a trial holds a CPU for its driver and learner).
@@ -115,7 +130,7 @@ def _best(results: Any, t: dict[str, Any], experiment_path: str) -> dict[str, An
     for r in results:
         m = flatten_dict(r.metrics or {}, delimiter="/")
         trials.append({"trial": r.path and os.path.basename(r.path), "iterations": m.get("training_iteration"),
-                       metric: m.get(metric), "error": str(r.error).strip().splitlines()[0] if r.error else None})
+                       metric: m.get(metric), "error": _error_line(r.error)})
     scored = [r for r in results if flatten_dict(r.metrics or {}, delimiter="/").get(metric) is not None]
     if not scored:
         errors = "; ".join(t["error"] for t in trials if t["error"])
