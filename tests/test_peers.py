@@ -1,0 +1,82 @@
+"""The d3rlpy peers' main-environment side: loading an exported TorchScript policy, and the clear
+error when the peers' venv is missing. Needs no d3rlpy and no `.venv-peers`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.peers.policy import PeerTrainingError, load_peer_policy, train_peer
+
+# torch.jit is deprecated in recent torch but is d3rlpy's export format; the test builds one with it.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+class _Linear(torch.nn.Module):
+    """Stands in for d3rlpy's traced greedy policy: [B, obs_dim] -> [B, act_dim], unclipped."""
+
+    def __init__(self, obs_dim: int, act_dim: int):
+        super().__init__()
+        self.fc = torch.nn.Linear(obs_dim, act_dim)
+        with torch.no_grad():
+            self.fc.weight.fill_(1.0)
+            self.fc.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+@pytest.fixture()
+def policy_dir(tmp_path):
+    module = torch.jit.trace(_Linear(5, 3), torch.zeros(1, 5))
+    module.save(str(tmp_path / "policy.pt"))
+    return tmp_path
+
+
+def test_load_peer_policy_single_and_batch(policy_dir):
+    policy = load_peer_policy(policy_dir)  # a directory resolves to its policy.pt
+    a = policy(np.full(5, 0.1))  # sum = 0.5: inside [-1, 1], passed through
+    assert a.shape == (3,) and a.dtype == np.float32
+    np.testing.assert_allclose(a, 0.5, atol=1e-6)
+
+    obs = np.stack([np.full(5, 1.0), np.full(5, -1.0), np.zeros(5)])  # sums 5, -5, 0
+    batch = policy(obs)
+    assert batch.shape == (3, 3)
+    np.testing.assert_allclose(batch[0], 1.0)  # clipped from 5
+    np.testing.assert_allclose(batch[1], -1.0)  # clipped from -5
+    np.testing.assert_allclose(batch[2], 0.0)
+
+    same = load_peer_policy(policy_dir / "policy.pt")
+    np.testing.assert_allclose(same(obs), batch)
+
+
+def test_load_peer_policy_errors(tmp_path, policy_dir):
+    with pytest.raises(FileNotFoundError):
+        load_peer_policy(tmp_path / "missing")
+    with pytest.raises(ValueError, match="flat observation"):
+        load_peer_policy(policy_dir)(np.zeros((1, 1, 5)))
+
+
+def test_train_peer_without_venv_names_setup_script(tmp_path):
+    with pytest.raises(PeerTrainingError, match=r"benchmarks/peers/setup\.sh") as err:
+        train_peer(tmp_path / "data.parquet", "bc", steps=10, seed=0, gamma=0.9, out=tmp_path / "out",
+                   python=tmp_path / "no-venv" / "bin" / "python")
+    assert "no-venv" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_peer_failure_carries_stderr(tmp_path):
+    # Any interpreter that exits non-zero stands in for a failed d3rlpy run (no peers' venv needed).
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'boom: d3rlpy exploded' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    with pytest.raises(PeerTrainingError, match="boom: d3rlpy exploded") as err:
+        train_peer(tmp_path / "data.parquet", "iql", steps=10, seed=0, gamma=0.9, out=tmp_path / "out",
+                   python=fake)
+    assert "exit 3" in str(err.value)
+
+
+def test_train_peer_rejects_unknown_algo(tmp_path):
+    with pytest.raises(ValueError, match="algo"):
+        train_peer(tmp_path / "d.parquet", "sac", steps=1, seed=0, gamma=0.9, out=tmp_path)
