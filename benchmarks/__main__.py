@@ -30,11 +30,12 @@ RESULTS = suites.ROOT / "benchmarks/results"
 def _report(store: Store, suite: str, budget: str) -> None:
     key = suites.suite_key(suite, budget)
     stem = key.replace("-", "_").replace("@", "_") + "_suite"
-    text = report.tables(store, key) + "\n" + report.cost(store, key)
+    detail = suites.BUDGETS[budget]
+    text = report.tables(store, key, detail) + "\n" + report.cost(store, key, detail)
     print(text)
     md = RESULTS / f"{stem}.md"
     md.write_text(text + "\n")
-    png = report.plot(store, key, RESULTS / f"{stem}.png")
+    png = report.plot(store, key, RESULTS / f"{stem}.png", detail)
     print(f"\nwrote {md.relative_to(suites.ROOT)}" + (f" and {png.relative_to(suites.ROOT)}" if png else ""))
 
 

@@ -73,3 +73,11 @@ def test_report_lists_every_method(tiny):
     for m in METHODS:
         assert m in text
     assert "No records" in report.tables(store, "player-platform")
+    assert "No records" in report.tables(store, "player-platform@quick", {"episodes": -1})
+
+
+def test_changed_budget_reruns(tiny):
+    store, kwargs, _ = tiny
+    other = {**kwargs["budget_detail"], "episodes": 2}
+    recs = suites.run_suite(**{**kwargs, "methods": ["arm retention"], "budget_detail": other})
+    assert len(recs) == 1 and recs[0]["extras"]["eval"]["num_episodes"] == 2

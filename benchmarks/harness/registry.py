@@ -254,7 +254,7 @@ def _rllib_method(name: str) -> Callable:
         from benchmarks import baselines
         from rllib_fastq import _rllib_compat as compat
 
-        b = budget["rllib"]
+        b = budget["rllib_iql" if name == "IQL" else "rllib"]
         t = time.perf_counter()
         algo = baselines.rllib_config(name, ds.train, steps_per_iter=b["steps_per_iter"], gamma=GAMMA, seed=seed,
                                       hiddens=HIDDENS).build_algo()
@@ -289,9 +289,10 @@ def _peer_method(algo: str) -> Callable:
         b = budget["d3rlpy"]
         out = pathlib.Path(budget["work_dir"]) / "peers" / f"{ds.name}-seed{ds.seed}" / f"{algo}-s{seed}"
         t = time.perf_counter()
-        path = train_peer(ds.train, algo, steps=b["steps"], seed=seed, gamma=GAMMA, out=out,
-                          timeout=b.get("timeout_s"))
-        extras: dict[str, Any] = {"gradient_steps": b["steps"], "train_s": round(time.perf_counter() - t, 2)}
+        steps = b["cql_steps"] if algo == "cql" else b["steps"]
+        path = train_peer(ds.train, algo, steps=steps, seed=seed, gamma=GAMMA, out=out, timeout=b.get("timeout_s"),
+                          hidden=b.get("hidden"), batch_size=b.get("batch_size"))
+        extras: dict[str, Any] = {"gradient_steps": steps, "train_s": round(time.perf_counter() - t, 2)}
         meta = out / "meta.json"
         if meta.exists():
             m = json.loads(meta.read_text())

@@ -56,10 +56,11 @@ def margins(rows: dict[str, dict[str, Any]], method: str) -> list[tuple[str, str
     return out
 
 
-def tables(store: Store, suite: str) -> str:
-    records = store.latest(suite)
+def tables(store: Store, suite: str, budget_detail: dict[str, Any] | None = None) -> str:
+    records = store.latest(suite, budget_detail)
     if not records:
-        return f"No records of suite {suite!r} in {store.path}."
+        return f"No records of suite {suite!r} at this budget in {store.path}."
+    other = len(store.latest(suite)) - len(records)
     s = summarize(records)
     first = next(iter(records.values()))
     b = first.get("budget_detail", {})
@@ -67,7 +68,9 @@ def tables(store: Store, suite: str) -> str:
              f"Protocol: every method's FINAL policy, scored online on {b.get('episodes')} held-out players "
              f"(seeds {b.get('eval_seed')}..; the same players for every method and regime); return = mean "
              "undiscounted episode return; rows: mean ± std over seeds (one dataset and one training seed each).",
-             f"Budget `{first.get('budget')}`: `{json.dumps(b, sort_keys=True)}`.", ""]
+             f"Budget `{first.get('budget')}`: `{json.dumps(b, sort_keys=True)}`."
+             + (f" ({other} runs of this suite at other budgets are in the store, not shown.)" if other > 0 else ""),
+             ""]
     for regime, rows in s.items():
         lines += [f"## {regime}", "", "| method | kind | n | return | vs logged routing | wall s / run |",
                   "|---|---|---|---|---|---|"]
@@ -101,11 +104,11 @@ def tables(store: Store, suite: str) -> str:
     return "\n".join(lines)
 
 
-def cost(store: Store, suite: str, cells: int = 25) -> str:
+def cost(store: Store, suite: str, budget_detail: dict[str, Any] | None = None, cells: int = 25) -> str:
     """Per method: mean wall (and CPU) seconds per run over the store's records, and the projection
     of one (regime, seed) cell and of ``cells`` cells (5 regimes × 5 seeds) from them."""
     runs: dict[str, list[tuple[float, float | None]]] = {}
-    for r in store.latest(suite).values():
+    for r in store.latest(suite, budget_detail).values():
         if r.get("score") is not None:
             runs.setdefault(r["method"], []).append((r["wall_s"], r["extras"].get("fit_cpu_s")))
     if not runs:
@@ -123,7 +126,8 @@ def cost(store: Store, suite: str, cells: int = 25) -> str:
     return "\n".join(lines)
 
 
-def plot(store: Store, suite: str, path: pathlib.Path) -> pathlib.Path | None:
+def plot(store: Store, suite: str, path: pathlib.Path,
+         budget_detail: dict[str, Any] | None = None) -> pathlib.Path | None:
     """One PNG: per regime, every method's mean ± std return (reference rows in grey)."""
     try:
         import matplotlib
@@ -133,7 +137,7 @@ def plot(store: Store, suite: str, path: pathlib.Path) -> pathlib.Path | None:
     except ImportError:
         print("matplotlib is not installed: no plot (pip install matplotlib); the tables are complete.")
         return None
-    s = summarize(store.latest(suite))
+    s = summarize(store.latest(suite, budget_detail))
     if not s:
         return None
     fig, axes = plt.subplots(1, len(s), figsize=(4.2 * len(s), 0.28 * max(len(r) for r in s.values()) + 1.5),

@@ -86,17 +86,23 @@ class Store:
                     print(f"{self.path}:{n}: skipped an unreadable record ({err})", file=sys.stderr)
         return out
 
-    def latest(self, suite: str | None = None) -> dict[Key, dict[str, Any]]:
-        """The newest record of every key (optionally of one suite)."""
+    def latest(self, suite: str | None = None,
+               budget_detail: dict[str, Any] | None = None) -> dict[Key, dict[str, Any]]:
+        """The newest record of every key (optionally of one suite, and only runs at ``budget_detail``:
+        records of an older budget of the suite are kept in the file but neither reported nor skipped)."""
+        want = None if budget_detail is None else json.dumps(budget_detail, sort_keys=True)
         out: dict[Key, dict[str, Any]] = {}
         for r in self.records():
-            if suite is None or r["suite"] == suite:
-                out[key_of(r)] = r
+            if suite is not None and r["suite"] != suite:
+                continue
+            if want is not None and json.dumps(r.get("budget_detail"), sort_keys=True) != want:
+                continue
+            out[key_of(r)] = r
         return out
 
-    def done(self, suite: str) -> set[Key]:
-        """Keys whose newest record succeeded (these are skipped by ``run``)."""
-        return {k for k, r in self.latest(suite).items() if r.get("score") is not None}
+    def done(self, suite: str, budget_detail: dict[str, Any] | None = None) -> set[Key]:
+        """Keys whose newest record (at this budget) succeeded: ``run`` skips them."""
+        return {k for k, r in self.latest(suite, budget_detail).items() if r.get("score") is not None}
 
     def append(self, record: dict[str, Any]) -> None:
         missing = [f for f in KEY_FIELDS if f not in record]

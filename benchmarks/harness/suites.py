@@ -9,17 +9,29 @@ dataset with seed ``s`` and its FINAL policy is scored online in the simulator o
 players seeded ``EVAL_SEED``, ``EVAL_SEED + 1``, ... (the same players for every method and every
 dataset: common random numbers; disjoint from the data seeds 0..5 and the cards' players).
 
-Budgets (``BUDGETS``; ``full`` sized to run the whole suite, 5 regimes × 5 seeds × every method,
-in ≤ 2 hours on the 2-core machine; timings in ``benchmarks/results/player_platform_suite.md``):
+Budgets (``BUDGETS``). ``full`` is sized so that the whole suite (5 regimes × 5 seeds × the 19
+methods) runs in about 2 hours on the 2-core machine, one process at a time:
 
-- evaluation: 300 held-out players per run (``quick``: 20);
-- FAST-Q (defaults and reference preset): 12 iterations × 250 = 3000 gradient steps in all,
-  phase 1 at its default ``pretrain_steps="auto"`` (10 passes over 30k rows at batch 256 = 1200)
-  (``quick``: 2 × 25, phase 1 = 20);
-- BC and TD3+BC (plain PyTorch, 128×128, batch 256): 3000 gradient steps (``quick``: 50);
-- RLlib BC / MARWIL / IQL (128×128, batch 256): 12 iterations × 250 = 3000 steps (``quick``: 2 × 25);
-- d3rlpy BC / TD3+BC / IQL / CQL / AWAC (d3rlpy's reproduction settings, ``benchmarks/peers``):
-  see ``FULL["d3rlpy"]`` (``quick``: 50 steps).
+- evaluation: 200 held-out players per run; the cards measure their reference values on 200 other
+  players (``quick``: 20 players per run);
+- FAST-Q (defaults and reference preset): 3 iterations × 200 = 600 gradient steps, phase 1 = 250 of
+  them (the default ``pretrain_steps="auto"`` would be 1204 here: 10 passes over ~30.8k rows at batch
+  256, ~9 phase-1 steps/s on the LSTM trunk, i.e. ~2.5 min per FAST-Q run before phase 2 starts);
+- BC and TD3+BC (plain PyTorch, 128×128, batch 256): 600 gradient steps;
+- RLlib BC / MARWIL (128×128, batch 256): 3 × 200 = 600 steps; RLlib IQL: 3 × 100 = 300 steps
+  (~11 updates/s here); RLlib CQL is not run (~1 update/s; its older numbers stay in BENCHMARKS.md);
+- d3rlpy BC / TD3+BC / IQL / AWAC: 600 steps, CQL: 150 steps (~5 updates/s), all with 256×256
+  networks and batch 256 (d3rlpy's default encoder; its reproduction scripts' 3×256 CQL and
+  4×256 / batch-1024 AWAC ran at 1.9 and 3.5 updates/s here), otherwise the reproduction settings
+  of ``benchmarks/peers/train_d3rlpy.py``.
+
+Measured on ``misaligned`` seed 0 (2026-12-07, load average 5-17 from other jobs on the 2 cores):
+at 3000 steps each, FAST-Q 252 s (defaults) and 191 s (reference), BC 27 s, TD3+BC 61 s, RLlib BC
+42 s, MARWIL 38 s, IQL 285 s, d3rlpy BC 45 s, TD3+BC 119 s, IQL 115 s (CQL and AWAC: rates above),
+the rules ~1 s each, a dataset 15 s; ~1400 s per (regime, seed) cell, 9.7 h for the suite. The
+``full`` budget above projects to ~370 s per cell at that load (2.6 h for 25 cells) and less on a
+quiet machine; ``python -m benchmarks report`` prints the measured cost per method and the
+projection from the store.
 """
 
 from __future__ import annotations
@@ -43,18 +55,20 @@ PLAYER_PLATFORM = "player-platform"
 REGIMES = ("aligned", "misaligned", "feature-rule", "uniform", "low-overlap")
 
 FULL: dict[str, Any] = {
-    "episodes": 300, "eval_seed": EVAL_SEED, "data_episodes": 1000, "card_eval_episodes": 300,
-    "fastq": {"iterations": 12, "steps_per_iter": 250, "pretrain_steps": None},
-    "bc_steps": 3000, "td3bc_steps": 3000,
-    "rllib": {"iterations": 12, "steps_per_iter": 250},
-    "d3rlpy": {"steps": 3000, "timeout_s": 900},
+    "episodes": 200, "eval_seed": EVAL_SEED, "data_episodes": 1000, "card_eval_episodes": 200,
+    "fastq": {"iterations": 3, "steps_per_iter": 200, "pretrain_steps": 250},
+    "bc_steps": 600, "td3bc_steps": 600,
+    "rllib": {"iterations": 3, "steps_per_iter": 200},
+    "rllib_iql": {"iterations": 3, "steps_per_iter": 100},
+    "d3rlpy": {"steps": 600, "cql_steps": 150, "hidden": [256, 256], "batch_size": 256, "timeout_s": 900},
 }
 QUICK: dict[str, Any] = {
     "episodes": 20, "eval_seed": EVAL_SEED, "data_episodes": 1000, "card_eval_episodes": 300,
     "fastq": {"iterations": 2, "steps_per_iter": 25, "pretrain_steps": 20},
     "bc_steps": 50, "td3bc_steps": 50,
     "rllib": {"iterations": 2, "steps_per_iter": 25},
-    "d3rlpy": {"steps": 50, "timeout_s": 300},
+    "rllib_iql": {"iterations": 2, "steps_per_iter": 25},
+    "d3rlpy": {"steps": 50, "cql_steps": 50, "hidden": [256, 256], "batch_size": 256, "timeout_s": 300},
 }
 BUDGETS = {"full": FULL, "quick": QUICK}
 QUICK_SEEDS = 1
@@ -150,7 +164,8 @@ def run_suite(*, suite: str = PLAYER_PLATFORM, regimes: Sequence[str] = REGIMES,
     detail = budget_detail or BUDGETS[budget]
     detail = {**detail, "work_dir": str(data_cache)}
     key = suite_key(suite, budget)
-    done = set() if force else store.done(key)
+    recorded = {k: v for k, v in detail.items() if k != "work_dir"}
+    done = set() if force else store.done(key, recorded)
     todo = [(r, s, m) for r in regimes for s in seeds for m in methods if (key, r, m, s) not in done]
     print(f"{key}: {len(todo)} runs to do, {len(regimes) * len(seeds) * len(methods) - len(todo)} already in "
           f"{store.path}", flush=True)
@@ -180,7 +195,7 @@ def run_suite(*, suite: str = PLAYER_PLATFORM, regimes: Sequence[str] = REGIMES,
             error = f"{type(err).__name__}: {err}"[:2000] + "\n" + traceback.format_exc()[-2000:]
             print(f"FAILED {regime} {method} seed {seed}: {type(err).__name__}: {str(err)[:300]}", flush=True)
         rec = store_mod.record(suite=key, dataset=regime, method=method, seed=seed, score=score, budget=budget,
-                               budget_detail={k: v for k, v in detail.items() if k != "work_dir"},
+                               budget_detail=recorded,
                                wall_s=time.perf_counter() - t, command=command, extras=extras, error=error,
                                commit=commit, load_before=load)
         store.append(rec)
