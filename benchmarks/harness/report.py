@@ -17,8 +17,14 @@ MARGIN_REFS = ("logged routing", "best arm", "direct-method chooser", "per-segme
 
 def summarize(records: dict[Any, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """regime → method → {scores: {seed: score}, wall_s: [...], kind}; failed runs under "failed"."""
+    from benchmarks.harness.suites import REGIMES
+
+    def order(kv: tuple) -> tuple:
+        _, regime, method, seed = kv[0]
+        return (REGIMES.index(regime) if regime in REGIMES else len(REGIMES), regime, method, seed)
+
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for (_, regime, method, seed), r in sorted(records.items(), key=lambda kv: kv[0][1:]):
+    for (_, regime, method, seed), r in sorted(records.items(), key=order):
         row = out.setdefault(regime, {}).setdefault(method, {
             "scores": {}, "wall_s": [], "failed": {}, "kind": REGISTRY[method].kind if method in REGISTRY else "?"})
         if r.get("score") is None:
