@@ -19,6 +19,7 @@ import ray
 from ray.rllib.offline.offline_data import OfflineData
 
 from rllib_fastq import _rllib_compat as compat
+from rllib_fastq.counterfactual.returns import bootstrap_weights, episode_starts, returns_to_go
 from rllib_fastq.data import schema
 from rllib_fastq.data.io import _read_one, expand_paths, read_transitions, table_to_transitions
 from rllib_fastq.data.transitions import Transitions
@@ -85,12 +86,18 @@ def load_dataset(config: FastQConfig) -> Transitions:
     return read_transitions(input_paths(config), **expected_shapes(config))
 
 
-def learner_arrays(tr: Transitions) -> dict[str, np.ndarray]:
-    """The columns the learner trains on, by their schema names (optional ones when present)."""
+def learner_arrays(tr: Transitions, config: FastQConfig) -> dict[str, np.ndarray]:
+    """The columns the learner trains on, by their schema names (optional ones when present),
+    plus the arm values' targets derived from the episodes (``returns_to_go``, ``bootstrap_weights``)."""
     keep = (schema.OBS, schema.NEW_OBS, schema.ACTIONS, schema.REWARDS, schema.TERMINATEDS,
             schema.POLICY_ID, schema.REWARD_COMPONENTS, schema.EXPERT_ACTIONS, schema.EXPERT_ACTIONS_MASK)
     out = {k: v for k, v in tr.columns().items() if k in keep}
     out[schema.TERMINATEDS] = out[schema.TERMINATEDS].astype(np.float32)
+    rewards = tr.rewards if config.reward_weights is None else \
+        tr.reward_components @ np.asarray(config.reward_weights, np.float32)
+    out[schema.RETURNS_TO_GO] = returns_to_go(rewards, tr.eps_id, tr.t, config.arm_value_gamma)
+    out[schema.BOOTSTRAP_WEIGHTS] = bootstrap_weights(tr.eps_id, config.arm_value_ensemble, config.seed or 0)
+    out[schema.EPISODE_START] = episode_starts(tr.eps_id, tr.t)
     return out
 
 
@@ -107,18 +114,30 @@ def arm_frequencies(tr: Transitions, k: int) -> np.ndarray:
     return np.bincount(tr.policy_id, minlength=k).astype(np.float64) / len(tr)
 
 
+def resolve_pretrain_steps(config: FastQConfig, num_rows: int) -> int:
+    """``pretrain_steps``, with "auto" = 10 passes' worth of batches over the data, clipped to
+    [1,000, 10,000]: long enough for experts, balancing and arm values on small logs, and a
+    phase 2 that starts within a short run on large ones."""
+    if config.pretrain_steps != "auto":
+        return int(config.pretrain_steps)
+    batch = config.train_batch_size_per_learner * max(1, config.num_learners)
+    return int(np.clip(round(10 * num_rows / batch), 1_000, 10_000))
+
+
 def prepare_offline_data(algo: FastQ) -> dict[str, Any]:
     """Validate the data, set normalisation on every module, give learners their data."""
     config = algo.config
     tr = load_dataset(config)
     mean, std = normalization_stats(tr, config)
     freqs = arm_frequencies(tr, config.num_policies)
-    arrays = learner_arrays(tr) if config.in_memory_data else None
+    arrays = learner_arrays(tr, config) if config.in_memory_data else None
     payload = ray.put(arrays) if (arrays is not None and algo.learner_group.is_remote) else arrays
+
+    pretrain = resolve_pretrain_steps(config, len(tr))
 
     def _setup(learner, mean=mean, std=std, freqs=freqs, payload=payload):
         data = ray.get(payload) if isinstance(payload, ray.ObjectRef) else payload
-        learner.setup_data(obs_mean=mean, obs_std=std, arm_freqs=freqs, arrays=data)
+        learner.setup_data(obs_mean=mean, obs_std=std, arm_freqs=freqs, arrays=data, pretrain_steps=pretrain)
         return True
 
     compat.learner_results(algo.learner_group, algo.learner_group.foreach_learner(_setup))
@@ -126,4 +145,4 @@ def prepare_offline_data(algo: FastQ) -> dict[str, Any]:
     if algo.eval_env_runner_group is not None:
         algo.eval_env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group,
                                                 inference_only=True, timeout_seconds=None)
-    return {"rows": len(tr), "arm_frequencies": freqs.tolist(), "source": tr.source}
+    return {"rows": len(tr), "arm_frequencies": freqs.tolist(), "source": tr.source, "pretrain_steps": pretrain}

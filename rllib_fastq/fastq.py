@@ -1,4 +1,4 @@
-"""FastQConfig (every hyper-parameter of spec §3–§4, validated) and FastQ (the two phases).
+"""FastQConfig (every hyper-parameter of docs/algorithm.md §3–§4, validated) and FastQ (the two phases).
 
 Why this module is long: RLlib's pattern keeps an algorithm's config (every hyper-parameter with
 its documentation and validation) beside the algorithm that reads it.
@@ -32,6 +32,7 @@ from ray.rllib.utils.metrics import (
 from ray.rllib.utils.typing import ResultDict
 
 from rllib_fastq import _rllib_compat as compat
+from rllib_fastq.counterfactual import ARM_CHOICES, SERVE_ACTIONS
 from rllib_fastq.data import schema
 from rllib_fastq.data_setup import InMemoryOfflineData, infer_spaces, prepare_offline_data
 from rllib_fastq.fastq_learner import ADVERSARY_TARGETS, POLICY_SAMPLING
@@ -42,7 +43,8 @@ logger = logging.getLogger(__name__)
 _MODEL_FIELDS = (
     "num_policies", "trunk_hiddens", "lstm_hidden", "static_hidden", "lstm_dropout",
     "expert_hiddens", "br_dim", "adversary_hiddens", "actor_hiddens", "critic_hiddens",
-    "grl_lambda", "default_policy", "bc_through_balancer",
+    "grl_lambda", "default_policy", "bc_through_balancer", "arm_choice", "arm_value_hiddens",
+    "arm_value_ensemble", "arm_choice_pessimism", "arm_choice_min_propensity", "serve_action",
 )
 
 
@@ -67,7 +69,7 @@ class FastQConfig(AlgorithmConfig):
         super().__init__(algo_class=algo_class or FastQ)
 
         # fmt: off
-        # -- networks (spec §3) --
+        # -- networks (docs/algorithm.md §3) --
         #: MLP widths of the trunk for flat observations; [] feeds the normalised state to the experts.
         self.trunk_hiddens: list[int] = []
         #: LSTM width of the trunk for dict observations (temporal window). Reference: 64.
@@ -89,11 +91,13 @@ class FastQConfig(AlgorithmConfig):
         #: Expert action heads read b_k instead of h_k, so BC also trains the BR. None: only for K = 1.
         self.bc_through_balancer: bool | None = None
 
-        # -- arms and phase 1 (spec §4) --
+        # -- arms and phase 1 (docs/algorithm.md §4) --
         #: K, the number of logging policies (arms); `policy_id` must lie in [0, K). 1 = plain offline RL.
         self.num_policies = 1
         #: Gradient steps of phase 1 (experts + balancing) before phase 2. Reference: 100 epochs.
-        self.pretrain_steps = 10_000
+        #: "auto": 10 passes' worth of batches over the data, clipped to [1,000, 10,000] (what the
+        #: experts, the balancing and the arm values need; phase 2 then starts within a short run).
+        self.pretrain_steps: int | str = "auto"
         #: λ of the gradient-reversal layer. Reference: 0.1.
         self.grl_lambda = 0.1
         #: Adversary label: "expert_index" (b_k → k, reference) or "logged_policy" (b_k → policy_id).
@@ -102,7 +106,7 @@ class FastQConfig(AlgorithmConfig):
         #: likely) or "prediction_histogram" (arms the adversary predicts least drawn most; reference).
         self.policy_sampling = "inverse_frequency"
 
-        # -- phase 2: TD3+BC with counterfactual exploration (spec §4) --
+        # -- phase 2: TD3+BC with counterfactual exploration (docs/algorithm.md §4) --
         #: Polyak rate of both targets, applied after every actor step. Reference: 0.005.
         self.tau = 0.005
         #: Std of the target-policy smoothing noise, in units of the action bound. Reference: 0.2.
@@ -157,12 +161,37 @@ class FastQConfig(AlgorithmConfig):
         #: Phase 2 caches b_k(s), b_p(s') and â_k(s) of every transition (experts and BR are frozen),
         #: so a phase-2 step costs what TD3+BC costs. In-memory data only.
         self.cache_representations = True
-        #: Arm used at inference when a request names none: an arm index or "best" (spec §5).
+        #: Arm used at inference when a request names none: an arm index or "best" (docs/algorithm.md §5).
         self.default_policy: int | str = "best"
         #: Intra-op torch threads per learner; None = `num_cpus_per_learner` (1 when "auto"). Left to
         #: torch's default, learners and Ray workers oversubscribe small machines (a 3 s iteration
         #: took 56–152 s on 2 cores).
         self.torch_num_threads: int | None = None
+
+        # -- counterfactual arm values and the arm choice (rllib_fastq.counterfactual) --
+        #: How the "best" arm is chosen: "safe" (pessimistic arm values with a fallback to the
+        #: router's likeliest arm), "greedy" (argmax of the mean arm value) or "critic" (reference:
+        #: argmax_k Q1(b_k(s), π(b_k(s))), which ranked arms at chance in our measurements).
+        self.arm_choice = "safe"
+        #: Hidden widths of each arm-value ensemble member (and the routing model's first width).
+        self.arm_value_hiddens: list[int] = [128, 128]
+        #: Ensemble members of the arm values; their spread is the arm choice's uncertainty.
+        self.arm_value_ensemble = 5
+        #: β: the "safe" choice ranks arms by mean − β · std over the ensemble.
+        self.arm_choice_pessimism = 1.0
+        #: Arms the routing model gives less probability than this are never chosen ("safe").
+        self.arm_choice_min_propensity = 0.0
+        #: Discount of the Monte-Carlo returns the arm values regress on (1: the whole stay).
+        self.arm_value_gamma = 1.0
+        #: Learning rate of the arm values and the routing model ("arm_values" optimizer; phase 1).
+        self.arm_value_lr = 1e-3
+        #: The counterfactual (exploration) branch of the actor moves towards: "value" (the arm the
+        #: "safe" choice picks for this state: fast-track exploration) or "uniform" (reference).
+        self.exploration_arm = "value"
+        #: The action served for the chosen arm: "actor" (π(b_k(s)), improved by TD3+BC), "expert"
+        #: (â_k(s), the arm's cloned behaviour) or "supported" (the actor where the chosen arm is
+        #: the one the logs' router most likely used for this state, the clone elsewhere).
+        self.serve_action = "actor"
 
         # -- RLlib settings with FAST-Q defaults --
         self._is_online = False  # env runners only evaluate
@@ -191,7 +220,7 @@ class FastQConfig(AlgorithmConfig):
         critic_hiddens: list[int] | None = NotProvided,
         bc_through_balancer: bool | None = NotProvided,
         num_policies: int | None = NotProvided,
-        pretrain_steps: int | None = NotProvided,
+        pretrain_steps: int | str | None = NotProvided,
         grl_lambda: float | None = NotProvided,
         adversary_target: str | None = NotProvided,
         policy_sampling: str | None = NotProvided,
@@ -219,6 +248,15 @@ class FastQConfig(AlgorithmConfig):
         cache_representations: bool | None = NotProvided,
         default_policy: int | str | None = NotProvided,
         torch_num_threads: int | None = NotProvided,
+        arm_choice: str | None = NotProvided,
+        arm_value_hiddens: list[int] | None = NotProvided,
+        arm_value_ensemble: int | None = NotProvided,
+        arm_choice_pessimism: float | None = NotProvided,
+        arm_choice_min_propensity: float | None = NotProvided,
+        arm_value_gamma: float | None = NotProvided,
+        arm_value_lr: float | None = NotProvided,
+        exploration_arm: str | None = NotProvided,
+        serve_action: str | None = NotProvided,
         **kwargs: Any,
     ) -> FastQConfig:
         """Sets FAST-Q's training settings; each argument is documented on its attribute."""
@@ -227,6 +265,13 @@ class FastQConfig(AlgorithmConfig):
             if name not in ("self", "kwargs", "__class__") and value is not NotProvided:
                 setattr(self, name, value)
         return self
+
+    def reference(self) -> FastQConfig:
+        """The reference-faithful FAST-Q (docs/algorithm.md §3–§5): the "best" arm by the critic,
+        ``argmax_k Q1(b_k(s), π(b_k(s)))``, and counterfactual exploration towards a uniformly
+        drawn arm. Our defaults replace both (§8): the critic ranked arms at chance, and a uniform
+        arm makes the actor's exploration target the average of the arms."""
+        return self.training(arm_choice="critic", exploration_arm="uniform", serve_action="actor")
 
     # -- RLlib hooks ------------------------------------------------------------------------
 
@@ -291,9 +336,27 @@ class FastQConfig(AlgorithmConfig):
                 err(f"`{name}` must be an integer >= {minimum}, got {v!r}.")
 
         positive_int("num_policies")
-        positive_int("pretrain_steps", 0)
+        if self.pretrain_steps != "auto":
+            positive_int("pretrain_steps", 0)
         positive_int("policy_freq")
         positive_int("exploration_ramp_steps")
+        positive_int("arm_value_ensemble")
+        if self.arm_choice not in ARM_CHOICES:
+            err(f"`arm_choice` must be one of {ARM_CHOICES}, got {self.arm_choice!r}.")
+        if self.exploration_arm not in ("value", "uniform"):
+            err(f"`exploration_arm` must be 'value' or 'uniform', got {self.exploration_arm!r}.")
+        if self.serve_action not in SERVE_ACTIONS:
+            err(f"`serve_action` must be one of {SERVE_ACTIONS}, got {self.serve_action!r}.")
+        if not self.in_memory_data and (self.arm_choice != "critic" or self.exploration_arm == "value"):
+            err("`in_memory_data=False` (streaming) cannot train the arm values (they regress on whole "
+                "episodes' returns); use in_memory_data=True, or `.reference()` (arm_choice='critic', "
+                "exploration_arm='uniform') to stream.")
+        for name in ("arm_choice_pessimism", "arm_choice_min_propensity"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or v < 0:
+                err(f"`{name}` must be a number >= 0, got {v!r}.")
+        if not 0.0 <= self.arm_value_gamma <= 1.0:
+            err(f"`arm_value_gamma` must lie in [0, 1], got {self.arm_value_gamma!r}.")
         for name in ("tau", "max_exploration"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -303,7 +366,7 @@ class FastQConfig(AlgorithmConfig):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 err(f"`{name}` must be a number >= 0, got {v!r}.")
-        for name in ("expert_lr", "balancer_lr", "critic_lr", "actor_lr"):
+        for name in ("expert_lr", "balancer_lr", "critic_lr", "actor_lr", "arm_value_lr"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v <= 0:
                 err(f"`{name}` must be a learning rate > 0, got {v!r}.")

@@ -37,18 +37,21 @@ class FastQLearner(Learner):
         self.obs_mean: np.ndarray | None = None
         self.obs_std: np.ndarray | None = None
         self.arm_freqs: np.ndarray | None = None
+        steps = self.config.pretrain_steps
+        #: Phase-1 length in gradient steps ("auto" is resolved from the data in ``setup_data``).
+        self.pretrain_steps: int = 0 if steps == "auto" else int(steps)
 
     # -- schedule ------------------------------------------------------------------------------
 
     @property
     def phase(self) -> int:
         """1 while pre-training experts and BR, 2 afterwards."""
-        return 1 if self.num_gradient_steps < self.config.pretrain_steps else 2
+        return 1 if self.num_gradient_steps < self.pretrain_steps else 2
 
     @property
     def phase2_step(self) -> int:
         """1-based index of the next phase-2 gradient step (0 in phase 1)."""
-        return max(0, self.num_gradient_steps - self.config.pretrain_steps + 1)
+        return max(0, self.num_gradient_steps - self.pretrain_steps + 1)
 
     def is_actor_step(self) -> bool:
         """True when the next phase-2 step also updates the actor and the targets."""
@@ -86,9 +89,11 @@ class FastQLearner(Learner):
     # -- data ----------------------------------------------------------------------------------
 
     def setup_data(self, *, obs_mean: np.ndarray, obs_std: np.ndarray, arm_freqs: np.ndarray,
-                   arrays: dict[str, np.ndarray] | None) -> None:
-        """Receive the dataset statistics (and the arrays, for the in-memory path)."""
+                   arrays: dict[str, np.ndarray] | None, pretrain_steps: int) -> None:
+        """Receive the dataset statistics (and the arrays, for the in-memory path) and the
+        phase-1 length resolved for this data."""
         self.obs_mean, self.obs_std, self.arm_freqs = obs_mean, obs_std, np.asarray(arm_freqs)
+        self.pretrain_steps = int(pretrain_steps)
 
     # -- state ---------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from ray.rllib.core.rl_module.rl_module import RLModule
 
 from rllib_fastq import FastQ, FastQConfig
 from rllib_fastq import _rllib_compat as compat
+from rllib_fastq.counterfactual import safe_arm_choice
 from rllib_fastq.data.io import write_transitions
 from tests.pendulum_data import episode_returns, make_pendulum_dataset
 from tests.synthetic import TINY_NETS, make_synthetic
@@ -69,7 +70,8 @@ def test_inference_only_module_drops_training_networks(ray_session, synthetic_pa
 
 
 def test_explanation_components_sum_to_q_and_best_arm_maximises_q(ray_session, synthetic_path):
-    algo = _config(synthetic_path, iters=12).build_algo()
+    """The reference preset picks the "best" arm by Q1; the default by the safe arm values."""
+    algo = _config(synthetic_path, iters=12).reference().build_algo()
     algo.train()
     module = algo.get_module()
     obs = torch.as_tensor(make_synthetic(n=20, seed=5).obs)
@@ -81,6 +83,21 @@ def test_explanation_components_sum_to_q_and_best_arm_maximises_q(ray_session, s
     assert torch.equal(arms["policy_id"], arms["q_all_arms"].argmax(-1))
     with pytest.raises(ValueError, match="policy_id"):
         module.choose_arms(obs, 7)
+    algo.stop()
+
+
+def test_default_best_arm_is_the_safe_choice_over_arm_values(ray_session, synthetic_path):
+    algo = _config(synthetic_path, iters=12).build_algo()
+    algo.train()
+    module = algo.get_module()
+    obs = torch.as_tensor(make_synthetic(n=50, seed=5).obs)
+    out = module.explain(obs, "best")
+    with torch.no_grad():
+        values, rho = module.arm_value_estimates(obs)
+    expected = safe_arm_choice(values, rho, pessimism=1.0)
+    assert torch.equal(out["policy_id"], expected)
+    assert out["arm_values"].shape == (50, 3) and torch.allclose(out["routing_probabilities"].sum(-1),
+                                                                   torch.ones(50))
     algo.stop()
 
 
@@ -97,7 +114,7 @@ def test_two_ddp_learners_keep_identical_weights(ray_session, synthetic_path):
 
 
 def test_ray_data_streaming_path_carries_fastq_columns(ray_session, synthetic_path):
-    algo = _config(synthetic_path, iters=4, in_memory_data=False).build_algo()
+    algo = _config(synthetic_path, iters=4, in_memory_data=False).reference().build_algo()
     r1 = algo.train()["learners"][DEFAULT_MODULE_ID]
     r2 = algo.train()["learners"][DEFAULT_MODULE_ID]
     assert np.isfinite(r1["adversary_loss"]) and np.isfinite(r1["expert_loss_2"])  # policy_id + experts

@@ -10,6 +10,8 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from rllib_fastq import FastQConfig
 from rllib_fastq import _rllib_compat as compat
 from rllib_fastq.data.io import write_transitions
+from rllib_fastq.torch import losses
+from rllib_fastq.torch.fastq_torch_learner import EXPLORATION_ARM
 from rllib_fastq.torch.fastq_torch_rl_module import BR_OBS, EXPERT_ACTION_PREDS
 from tests.synthetic import TINY_NETS, make_synthetic
 
@@ -110,6 +112,7 @@ def test_exploration_branch_targets_the_counterfactual_expert_action(algo):
     module = learner.module[DEFAULT_MODULE_ID]
     learner.config.max_exploration = 1.0
     learner.config.exploration_ramp_steps = 1
+    learner.config.exploration_arm = "uniform"  # the reference's arm draw
     learner.num_gradient_steps = PRETRAIN + 1  # phase 2, ε = 1: every row explores
     torch.manual_seed(0)
     b_all = torch.randn(5, 3, 8)
@@ -138,7 +141,7 @@ def test_one_arm_trains_the_balancer_through_behaviour_cloning(ray_session, tmp_
     assert module.bc_through_balancer
     balancer = _params(module.balancer)
     result = algo.train()
-    assert _changed(balancer, module.balancer)  # spec §6: the BR is not a frozen random map
+    assert _changed(balancer, module.balancer)  # docs/algorithm.md §6: the BR is not a frozen random map
     assert "adversary_loss" not in result["learners"][DEFAULT_MODULE_ID]
     algo.stop()
 
@@ -156,3 +159,54 @@ def test_phase2_cache_equals_fresh_representations(algo):
     assert torch.allclose(cache[BR_OBS], b, atol=1e-5)
     assert torch.allclose(cache[EXPERT_ACTION_PREDS], a_hat, atol=1e-5)
     assert torch.allclose(cache["br_next_obs"], b_next[rows, cols["policy_id"].long()], atol=1e-5)
+
+
+def test_fast_track_exploration_targets_the_value_chosen_arm(algo):
+    """exploration_arm="value": the counterfactual branch uses the arm the arm values chose."""
+    learner = _learner(algo)
+    module = learner.module[DEFAULT_MODULE_ID]
+    learner.config.max_exploration = 1.0
+    learner.config.exploration_ramp_steps = 1
+    learner.config.exploration_arm = "value"
+    learner.num_gradient_steps = PRETRAIN + 1
+    torch.manual_seed(0)
+    b_all = torch.randn(5, 3, 8)
+    a_hat = torch.rand(5, 3, 2) * 2 - 1
+    chosen = torch.tensor([2, 0, 1, 2, 2])
+    loss = learner._actor_loss(learner.config, module, {EXPLORATION_ARM: chosen}, b_all, b_all[:, 0],
+                               torch.zeros(5, 2), {BR_OBS: b_all, EXPERT_ACTION_PREDS: a_hat})
+    rows = torch.arange(5)
+    s_star, target = b_all[rows, chosen], a_hat[rows, chosen]
+    pi = module.actor(s_star)
+    q = module.critic(torch.cat([s_star, pi], -1), with_weights=False)[0][:, 0]
+    expected = -2.5 / q.abs().mean() * q.mean() + ((pi - target) ** 2).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_arm_values_learn_each_arms_returns_and_routing_model_its_propensities(ray_session, tmp_path):
+    """Phase 1 trains V_k on arm k's own rows (towards their returns-to-go) and ρ(k|s) on the
+    logged arm: the value error halves, and the trained ρ matches the data's arm shares."""
+    tr = make_synthetic()
+    # Rewards that depend on the state and the arm, so the returns can be learnt.
+    tr.reward_components[:] = 0.0
+    tr.reward_components[:, 0] = tr.obs[:, 0] + tr.policy_id
+    path = tmp_path / "learnable.parquet"
+    write_transitions(tr, path)
+    algo = _config(str(path), pretrain_steps=400).build_algo()
+    learner = _learner(algo)
+    module = learner.module[DEFAULT_MODULE_ID]
+    cols = learner.sampler.columns
+
+    def value_loss() -> float:
+        with torch.no_grad():
+            values, _ = module.arm_value_estimates(cols["obs"])
+            return losses.arm_value_loss(values, cols["policy_id"].long(), cols["returns_to_go"]).item()
+
+    before = value_loss()
+    learner.update_from_memory(num_steps=300, timesteps={})
+    assert value_loss() < 0.5 * before
+    with torch.no_grad():
+        _, rho = module.arm_value_estimates(cols["obs"])
+    shares = torch.bincount(cols["policy_id"].long(), minlength=3).float() / cols["policy_id"].shape[0]
+    assert torch.allclose(rho.mean(0), shares, atol=0.08)  # balanced draws were re-weighted
+    algo.stop()

@@ -1,4 +1,4 @@
-"""Each loss of spec §4 against a hand computation on a tiny batch."""
+"""Each loss of docs/algorithm.md §4 against a hand computation on a tiny batch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one place where FAST-Q's offline data columns are defined (spec §2).
+"""The one place where FAST-Q's offline data columns are defined (docs/algorithm.md §2).
 
 One row is one transition, in RLlib's columnar offline format plus FAST-Q's extra columns.
 Vector-valued columns are stored as flat ``list<float32>`` in parquet and as JSON arrays in
@@ -29,6 +29,12 @@ EXPERT_ACTIONS = "expert_actions"
 EXPERT_ACTIONS_MASK = "expert_actions_mask"
 #: The router's probability of the logged arm for this player (optional; experiment platforms record it).
 POLICY_PROPENSITY = "policy_propensity"
+
+#: Derived by FAST-Q from the episodes for its learners (never read from files): the Monte-Carlo
+#: return from each row on, per-ensemble-member bootstrap weights of the arm values, episode starts.
+RETURNS_TO_GO = "returns_to_go"
+BOOTSTRAP_WEIGHTS = "bootstrap_weights"
+EPISODE_START = "episode_start"  # the first logged row of its episode
 
 #: Columns every dataset must have.
 REQUIRED_COLUMNS = (OBS, ACTIONS, REWARDS, NEW_OBS, TERMINATEDS)

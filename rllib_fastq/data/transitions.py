@@ -11,7 +11,7 @@ from rllib_fastq.data import schema
 
 @dataclasses.dataclass
 class Transitions:
-    """A dataset as numpy arrays, one row per transition (shapes as in spec §2).
+    """A dataset as numpy arrays, one row per transition (shapes as in docs/algorithm.md §2).
 
     ``expert_actions`` is ``[N, K, d_a]`` and ``expert_actions_mask`` ``[N, K]`` when present.
     """

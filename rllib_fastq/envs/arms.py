@@ -3,7 +3,7 @@
 Each arm is a deterministic function of the observation, good for one kind of player and poor
 elsewhere; the logged action adds Gaussian noise (``logging_noise``) so the data covers a
 neighbourhood of each arm's rule. Because the arms are rules, every arm can be asked what it
-would do for any player: that is the ``expert_actions`` column (spec §2).
+would do for any player: that is the ``expert_actions`` column (docs/algorithm.md §2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The player-platform simulator: players with latent traits, memory and churn (spec §1).
+"""The player-platform simulator: players with latent traits, memory and churn (docs/algorithm.md §1).
 
 One episode is one player's life on the platform for up to ``horizon`` steps. The agent (or
 a logging arm) picks a continuous action each step: offer generosity, difficulty/matchmaking
@@ -25,7 +25,7 @@ from rllib_fastq.data import schema
 
 #: Reward components, in the order of ``info["reward_components"]`` and the dataset column.
 REWARD_COMPONENT_NAMES = ("revenue", "engagement", "cost", "dwell")
-#: Default scalarisation (spec §4): cost counts against the reward.
+#: Default scalarisation (docs/algorithm.md §4): cost counts against the reward.
 DEFAULT_REWARD_WEIGHTS = (0.25, 0.25, -0.25, 0.25)
 #: Per-step features in the ``temporal`` window (oldest row first, newest last).
 TEMPORAL_FEATURES = (

@@ -23,22 +23,27 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from rllib_fastq import _rllib_compat as compat
 from rllib_fastq.data import schema
+from rllib_fastq.data.schema import BOOTSTRAP_WEIGHTS, RETURNS_TO_GO
 from rllib_fastq.fastq_learner import EXPLORATION_PROB, PHASE, FastQLearner
 from rllib_fastq.torch import losses
 from rllib_fastq.torch.fastq_torch_rl_module import (
     ADVERSARY_LOGITS,
+    ARM_VALUES,
     BR_NEXT_OBS,
     BR_OBS,
     EXPERT_ACTION_PREDS,
+    ROUTING_LOGITS,
 )
 from rllib_fastq.torch.sampling import InMemorySampler
 
+# Phase-2 cache column: the arm the arm values choose for each row (guided exploration).
+EXPLORATION_ARM = "exploration_arm"
 # Rows per forward pass when building the phase-2 cache.
 _CACHE_CHUNK = 8192
 
 
 class FastQTorchLearner(TorchLearner, FastQLearner):
-    """Losses of spec §4 on :class:`FastQTorchRLModule`; optimizers experts/balancer/critic/actor."""
+    """Losses of docs/algorithm.md §4 on :class:`FastQTorchRLModule`; optimizers experts/balancer/critic/actor."""
 
     def build(self) -> None:
         cpus = self.config.num_cpus_per_learner
@@ -64,6 +69,7 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             "balancer": ([module.balancer, module.adversary], config.balancer_lr),
             "critic": ([module.critic], config.critic_lr),
             "actor": ([module.actor], config.actor_lr),
+            "arm_values": ([module.arm_values, module.routing_model], config.arm_value_lr),
         }
         # Fused Adam: one kernel per optimizer step instead of a loop over parameters (a third
         # of the single-tensor step's time here); CPU and CUDA have it.
@@ -76,8 +82,9 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
 
     # -- data ----------------------------------------------------------------------------------
 
-    def setup_data(self, *, obs_mean, obs_std, arm_freqs, arrays) -> None:
-        super().setup_data(obs_mean=obs_mean, obs_std=obs_std, arm_freqs=arm_freqs, arrays=arrays)
+    def setup_data(self, *, obs_mean, obs_std, arm_freqs, arrays, pretrain_steps) -> None:
+        super().setup_data(obs_mean=obs_mean, obs_std=obs_std, arm_freqs=arm_freqs, arrays=arrays,
+                           pretrain_steps=pretrain_steps)
         self.module[DEFAULT_MODULE_ID].unwrapped().set_normalization(obs_mean, obs_std)
         if arrays is not None:
             seed = (self.config.seed or 0) * 1000 + self._rank()
@@ -114,6 +121,8 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             self.sampler.build_cache(
                 lambda obs: module.representations(obs), chunk=_CACHE_CHUNK,
             )
+            if self.config.exploration_arm == "value":  # arm values are frozen after phase 1 too
+                self.sampler.cache_per_row(EXPLORATION_ARM, module.value_guided_arms, chunk=_CACHE_CHUNK)
 
     # -- one gradient step ---------------------------------------------------------------------
 
@@ -156,7 +165,7 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             optim.step()
 
     def _prepare_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """Raw dataset columns → what the losses read (spec §2).
+        """Raw dataset columns → what the losses read (docs/algorithm.md §2).
 
         ``rewards`` becomes ``reward_weights · reward_components`` when weights are set, and
         ``reward_components`` keeps only the decomposed ones. ``expert_actions`` [B, K, d] and
@@ -248,6 +257,7 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         for arm in range(k):
             self._log_mean(f"expert_loss_{arm}", per_arm[arm])
         self._log_mean("expert_loss", l_exp)
+        l_exp = l_exp + self._arm_value_loss(batch, fwd_out)
         if k == 1:
             return l_exp
         logits = fwd_out[ADVERSARY_LOGITS]
@@ -263,6 +273,26 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             hist = torch.bincount(logits.argmax(-1).reshape(-1), minlength=k).float()
             self._adversary_hist = 0.99 * self._adversary_hist + 0.01 * (hist / hist.sum()).cpu().numpy()
         return l_exp + l_adv
+
+    def _arm_value_loss(self, batch: dict[str, Any], fwd_out: dict[str, Any]) -> torch.Tensor:
+        """L_V (each arm's value on its own players' returns) + the routing model's cross-entropy."""
+        pid = batch[schema.POLICY_ID].long()
+        loss = fwd_out[ARM_VALUES].new_zeros(())
+        if RETURNS_TO_GO in batch:  # the in-memory path derives it from the episodes
+            l_v = losses.arm_value_loss(fwd_out[ARM_VALUES], pid, batch[RETURNS_TO_GO],
+                                        batch.get(BOOTSTRAP_WEIGHTS))
+            self._log_mean("arm_value_loss", l_v)
+            loss = loss + l_v
+        if self.config.num_policies > 1:
+            # Rows were drawn with probability probs[arm] instead of the data's frequency.
+            probs = self.phase1_arm_probabilities(self._adversary_hist) if self.sampler is not None \
+                else self.arm_freqs
+            ratio = torch.as_tensor(self.arm_freqs / np.maximum(probs, 1e-12), dtype=torch.float32,
+                                    device=pid.device)
+            l_rho = losses.propensity_loss(fwd_out[ROUTING_LOGITS], pid, ratio[pid])
+            self._log_mean("routing_model_loss", l_rho)
+            loss = loss + l_rho
+        return loss
 
     def _phase1_row_weights(self, batch: dict[str, Any]) -> torch.Tensor | None:
         """Streamed batches cannot be drawn per arm; reweight rows to the same expectation."""
@@ -303,11 +333,18 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         return loss
 
     def _actor_loss(self, config, module, batch, b_all, s_b, actions, fwd_out) -> torch.Tensor:
-        """Exploit (s_b, logged action) w.p. 1 − ε_t; explore (b_k(s), â_k(s)), k ~ U{0..K−1}, w.p. ε_t."""
+        """Exploit (s_b, logged action) w.p. 1 − ε_t; explore (b_k(s), â_k(s)) w.p. ε_t, with k the
+        arm the arm values choose for this state ("value": fast-track) or k ~ U{0..K−1} ("uniform")."""
         bsz, k, _ = b_all.shape
         eps = self.exploration_probability()
         explore = torch.rand(bsz, device=s_b.device) < eps
-        arm = torch.randint(k, (bsz,), device=s_b.device)
+        if config.exploration_arm == "uniform":
+            arm = torch.randint(k, (bsz,), device=s_b.device)
+        elif EXPLORATION_ARM in batch:
+            arm = batch[EXPLORATION_ARM].long()
+        else:
+            with torch.no_grad():
+                arm = module.value_guided_arms(batch[Columns.OBS])
         rows = torch.arange(bsz, device=s_b.device)
         s_star = torch.where(explore[:, None], b_all[rows, arm], s_b)
         a_hat = fwd_out[EXPERT_ACTION_PREDS]

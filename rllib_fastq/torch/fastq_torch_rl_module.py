@@ -1,4 +1,4 @@
-"""FAST-Q's RLModule: every network of spec §3 and the inference/explanation paths of spec §5."""
+"""FAST-Q's RLModule: the networks of docs/algorithm.md §3 and the inference/explanation paths of §5."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
+from rllib_fastq.counterfactual import safe_arm_choice
 from rllib_fastq.data import schema
 from rllib_fastq.torch.networks import (
     Actor,
     BalancingRepresentation,
     BatchedLinear,
+    EnsembleMLP,
     ExpertHeads,
     Trunk,
     TwinCritic,
@@ -31,6 +33,8 @@ BR_OBS = "br_obs"  # b_k(s) for every arm, [B, K, br]
 BR_NEXT_OBS = "br_next_obs"  # b_p(s') of the logged arm p, [B, br]
 EXPERT_ACTION_PREDS = "expert_action_preds"  # â_k(s), [B, K, d_a]
 ADVERSARY_LOGITS = "adversary_logits"  # G(GRL(b_k(s))), [B, K, K]
+ARM_VALUES = "arm_values"  # V_{e,k}(s) of every ensemble member e and arm k, [B, E, K]
+ROUTING_LOGITS = "routing_logits"  # logits of the routing model ρ(k | s), [B, K]
 
 DEFAULTS: dict[str, Any] = {
     "num_policies": 1,
@@ -48,6 +52,12 @@ DEFAULTS: dict[str, Any] = {
     "grl_lambda": 0.1,
     "default_policy": "best",
     "bc_through_balancer": None,
+    "arm_choice": "safe",
+    "arm_value_hiddens": [128, 128],
+    "arm_value_ensemble": 5,
+    "arm_choice_pessimism": 1.0,
+    "arm_choice_min_propensity": 0.0,
+    "serve_action": "actor",
 }
 
 
@@ -72,7 +82,7 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         low_t = torch.as_tensor(low, dtype=torch.float32) if bounded else None
         high_t = torch.as_tensor(high, dtype=torch.float32) if bounded else None
         # With one arm the adversary has nothing to balance; behaviour cloning through the BR
-        # is then what trains it (spec §6: the reference left it a frozen random map).
+        # is then what trains it (docs/algorithm.md §6: the reference left it a frozen random map).
         through_br = cfg["bc_through_balancer"]
         self.bc_through_balancer = self.num_policies == 1 if through_br is None else bool(through_br)
         self.default_policy = cfg["default_policy"]
@@ -91,6 +101,16 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         self.actor = Actor(cfg["br_dim"], cfg["actor_hiddens"], self.action_dim, low_t, high_t)
         self.critic = TwinCritic(cfg["br_dim"] + self.action_dim, cfg["critic_hiddens"],
                                  int(cfg["num_decomposed"]))
+        # Counterfactual arm values and the routing model (rllib_fastq.counterfactual): on the
+        # normalised state itself, apart from the balanced representation, so the arm choice
+        # does not depend on what balancing removes from b_k(s).
+        self.arm_choice = cfg["arm_choice"]
+        self.arm_choice_pessimism = float(cfg["arm_choice_pessimism"])
+        self.arm_choice_min_propensity = float(cfg["arm_choice_min_propensity"])
+        self.serve_action = cfg["serve_action"]
+        self.arm_values = EnsembleMLP(self.layout.flat_dim, cfg["arm_value_hiddens"], self.num_policies,
+                                      int(cfg["arm_value_ensemble"]))
+        self.routing_model = mlp(self.layout.flat_dim, cfg["arm_value_hiddens"][:1], self.num_policies)
         if bounded:
             self.register_buffer("action_low", low_t.clone())
             self.register_buffer("action_high", high_t.clone())
@@ -117,7 +137,7 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         return {Columns.ACTIONS: a, "q": q}
 
     def get_non_inference_attributes(self) -> list[str]:
-        # The critic stays: it picks the "best" arm and explains recommendations (spec §5).
+        # The critic stays: it picks the "best" arm and explains recommendations (docs/algorithm.md §5).
         return ["adversary", "target_actor", "target_critic"]
 
     # -- the parts ----------------------------------------------------------------------------
@@ -157,6 +177,12 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
             for p, m in zip(parts, modes):
                 p.train(m)
 
+    def arm_value_estimates(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every ensemble member's value of every arm ``[B, E, K]`` and the routing model's
+        probabilities ``ρ(k | s)`` ``[B, K]``."""
+        x = self.normalize(obs)
+        return self.arm_values(x), torch.softmax(self.routing_model(x), -1)
+
     def adversary_logits(self, b: torch.Tensor) -> torch.Tensor:
         """``G(GRL(b))``: logits [B, K, K] of which arm each ``b_k`` came from."""
         return self.adversary(grad_reverse(b, self.grl_lambda))
@@ -172,7 +198,9 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
     def _forward_train(self, batch: dict[str, Any], phase: int = 1, **kwargs) -> dict[str, Any]:
         if phase == 1:
             b, a_hat = self.representations(batch[Columns.OBS])
-            out = {BR_OBS: b, EXPERT_ACTION_PREDS: a_hat}
+            x = self.normalize(batch[Columns.OBS])
+            out = {BR_OBS: b, EXPERT_ACTION_PREDS: a_hat, ARM_VALUES: self.arm_values(x),
+                   ROUTING_LOGITS: self.routing_model(x)}
             if self.num_policies > 1:
                 out[ADVERSARY_LOGITS] = self.adversary_logits(b)
             return out
@@ -186,10 +214,34 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         return {BR_OBS: b, BR_NEXT_OBS: b_next, EXPERT_ACTION_PREDS: a_hat}
 
     def _arm_actions(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Actor actions ``pi(b_k(s))`` [B, K, d_a] and ``b_k(s)`` for every arm."""
+        """Every arm's action [B, K, d_a] and ``b_k(s)``. ``serve_action``: "actor" ``π(b_k(s))``;
+        "expert" the arm's cloned action ``â_k(s)``; "supported" the actor for the arm the logs'
+        router would most likely have used here (the actor was trained on that arm's players)
+        and the cloned action for the other arms (the actor never learnt to act for them here)."""
         with self.frozen_representations():
-            b, _ = self.representations(obs)
-        return self.actor(b), b
+            b, a_hat = self.representations(obs)
+        if self.serve_action == "expert":
+            return a_hat, b
+        pi = self.actor(b)
+        if self.serve_action == "actor":
+            return pi, b
+        routed = torch.softmax(self.routing_model(self.normalize(obs)), -1).argmax(-1)
+        is_routed = torch.nn.functional.one_hot(routed, self.num_policies).bool()[..., None]
+        return torch.where(is_routed, pi, a_hat), b
+
+    def value_guided_arms(self, obs: Any) -> torch.Tensor:
+        """The "safe" arm choice from the arm values [B] (also the fast-track exploration's arm)."""
+        values, propensity = self.arm_value_estimates(obs)
+        return safe_arm_choice(values, propensity, pessimism=self.arm_choice_pessimism,
+                               min_propensity=self.arm_choice_min_propensity)
+
+    def best_arms(self, obs: Any, q_all: torch.Tensor) -> torch.Tensor:
+        """The ``"best"`` arm per row [B] by ``arm_choice`` (rllib_fastq.counterfactual)."""
+        if self.arm_choice == "critic":
+            return q_all.argmax(-1)
+        if self.arm_choice == "greedy":
+            return self.arm_value_estimates(obs)[0].mean(1).argmax(-1)
+        return self.value_guided_arms(obs)
 
     def choose_arms(self, obs: Any, policy_id: Any = None) -> dict[str, torch.Tensor]:
         """Spec §5: act as the named arm, the configured default arm, or the ``"best"`` arm.
@@ -206,7 +258,7 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         if isinstance(policy_id, str):
             if policy_id != "best":
                 raise ValueError(f"policy_id: expected an arm in [0, {k}) or 'best', got {policy_id!r}.")
-            arm = q_all.argmax(-1)
+            arm = self.best_arms(obs, q_all)
         else:
             arm = torch.as_tensor(policy_id, device=q_all.device).long().reshape(-1).expand(bsz).clone()
             bad = (arm >= k) | (arm < -1)
@@ -214,7 +266,8 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
                 raise ValueError(f"policy_id: expected an arm in [0, {k}) or 'best', got "
                                  f"{arm[bad][0].item()}.")
             best = arm == -1
-            arm[best] = q_all.argmax(-1)[best]
+            if best.any():
+                arm[best] = self.best_arms(obs, q_all)[best]
         idx = torch.arange(bsz, device=arm.device)
         return {Columns.ACTIONS: actions[idx, arm], schema.POLICY_ID: arm, BR_OBS: b[idx, arm],
                 "q_all_arms": q_all}
@@ -229,14 +282,17 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         return self._forward_inference(batch, **kwargs)
 
     def explain(self, obs: Any, policy_id: Any = None) -> dict[str, torch.Tensor]:
-        """Q and its decomposition ``w_j * Q`` per named reward component (spec §5).
+        """Q and its decomposition ``w_j * Q`` per named reward component (docs/algorithm.md §5).
 
-        Returns ``actions``, ``policy_id``, ``q`` [B] (twin 1) and ``components``: a dict
-        name → [B], one per decomposed component plus ``"residual"``; they sum to ``q``.
+        Returns ``actions``, ``policy_id``, ``q`` [B] (twin 1), ``components``: a dict
+        name → [B], one per decomposed component plus ``"residual"`` (they sum to ``q``), and
+        the arm choice's evidence: ``arm_values`` [B, K] (ensemble mean), ``arm_value_std``
+        [B, K] and ``routing_probabilities`` [B, K].
         """
         with torch.no_grad():
             out = self.choose_arms(obs, policy_id)
             q, w = self.critic(torch.cat([out[BR_OBS], out[Columns.ACTIONS]], -1))
+            values, propensity = self.arm_value_estimates(obs)
         q1, w1 = q[:, 0], w[:, 0]
         names = self.decomposed_names + ["residual"]
         return {
@@ -244,4 +300,7 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
             "policy_id": out[schema.POLICY_ID],
             "q": q1,
             "components": {n: w1[:, j] * q1 for j, n in enumerate(names)},
+            "arm_values": values.mean(1),
+            "arm_value_std": values.std(1, unbiased=False),
+            "routing_probabilities": propensity,
         }

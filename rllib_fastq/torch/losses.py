@@ -1,4 +1,4 @@
-"""FAST-Q's losses (spec §4), one function each, on plain tensors.
+"""FAST-Q's losses (docs/algorithm.md §4), one function each, on plain tensors.
 
 Shapes: B batch, K arms, d action width, D decomposed reward components.
 Optional ``weights`` [B] reweight rows (mean 1); None means uniform.
@@ -39,7 +39,7 @@ def adversary_loss(logits: torch.Tensor, labels: torch.Tensor,
 
         L_adv = Σ_k  mean_i CE(G(GRL(b_k(s_i))), label_ik)
 
-    ``logits`` [B, K, K] are logits (spec §6: not a sigmoid). Minimised by the classifier;
+    ``logits`` [B, K, K] are logits (docs/algorithm.md §6: not a sigmoid). Minimised by the classifier;
     the GRL makes trunk, experts and BR maximise it, scaled by λ. Returns the loss and the
     classifier accuracy.
     """
@@ -89,3 +89,31 @@ def actor_loss(q_pi: torch.Tensor, pi: torch.Tensor, target: torch.Tensor,
     """
     lam = alpha / q_pi.abs().mean().detach().clamp_min(1e-8)
     return -lam * q_pi.mean() + F.mse_loss(pi, target), lam
+
+
+def arm_value_loss(values: torch.Tensor, policy_id: torch.Tensor, returns: torch.Tensor,
+                   bootstrap: torch.Tensor | None = None) -> torch.Tensor:
+    """Each arm's value regresses on the returns of that arm's own logged players.
+
+        L_V = Σ_e  Σ_i u_ie (V_{e,p_i}(s_i) − G_i)² / Σ_i u_ie
+
+    ``values`` [B, E, K] (ensemble member e, arm k), ``policy_id`` p [B], ``returns`` G [B]
+    (Monte-Carlo return from s_i on), ``bootstrap`` u [B, E] (per-member resampling weights;
+    None = 1). Only the logged arm's value is trained on a row: arm k's value on another arm's
+    players is an extrapolation across slices, which the ensemble's spread measures.
+    """
+    rows = torch.arange(values.shape[0], device=values.device)
+    err = (values[rows, :, policy_id] - returns[:, None]).pow(2)  # [B, E]
+    if bootstrap is None:
+        return err.mean(0).sum()
+    return ((err * bootstrap).sum(0) / bootstrap.sum(0).clamp_min(1e-8)).sum()
+
+
+def propensity_loss(logits: torch.Tensor, policy_id: torch.Tensor,
+                    weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of the routing model ``ρ(k | s) = softmax(logits)`` on the logged arm.
+
+    ``weights`` [B] undo a per-arm balanced draw (frequency / draw probability of the row's
+    arm), so ``ρ`` estimates the router's probabilities, not the balanced ones.
+    """
+    return _wmean(F.cross_entropy(logits, policy_id, reduction="none"), weights)

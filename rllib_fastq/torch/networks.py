@@ -1,4 +1,4 @@
-"""The building blocks of FAST-Q's networks (spec §3): trunks, batched heads, GRL, twin critic."""
+"""The building blocks of FAST-Q's networks (docs/algorithm.md §3): trunks, batched heads, GRL, twin critic."""
 
 from __future__ import annotations
 
@@ -223,3 +223,24 @@ class Actor(nn.Module):
     def forward(self, b: torch.Tensor) -> torch.Tensor:
         out = self.net(b)
         return self.center + self.scale * torch.tanh(out) if self.bounded else out
+
+
+class EnsembleMLP(nn.Module):
+    """``members`` independent ReLU MLPs evaluated together (batched per layer).
+
+    ``x [B, in]`` → ``[B, members, out]``. Used for the arm values: an ensemble whose spread
+    says where the logs cannot tell one arm's value from another's.
+    """
+
+    def __init__(self, in_dim: int, hiddens: Sequence[int], out_dim: int, members: int):
+        super().__init__()
+        dims = [in_dim, *hiddens, out_dim]
+        self.layers = nn.ModuleList(BatchedLinear(members, a, b) for a, b in zip(dims, dims[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i + 1 < len(self.layers):
+                h = F.relu(h)
+        return h

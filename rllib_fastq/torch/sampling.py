@@ -14,7 +14,12 @@ import torch
 from rllib_fastq.data import schema
 from rllib_fastq.torch.fastq_torch_rl_module import BR_NEXT_OBS, BR_OBS, EXPERT_ACTION_PREDS
 
-_PHASE1_ONLY = (schema.OBS, schema.NEW_OBS, schema.EXPERT_ACTIONS, schema.EXPERT_ACTIONS_MASK)
+#: Share of phase-1 rows drawn from episode starts. A player's arm is chosen when the player
+#: arrives, so the arm values must rank arms at the first state; uniformly drawn, those rows are
+#: one per episode (3 % of the player-platform rows) and the values there were unreliable.
+EPISODE_START_SHARE = 0.25
+_PHASE1_ONLY = (schema.OBS, schema.NEW_OBS, schema.EXPERT_ACTIONS, schema.EXPERT_ACTIONS_MASK,
+                schema.RETURNS_TO_GO, schema.BOOTSTRAP_WEIGHTS, schema.EPISODE_START)
 
 
 class InMemorySampler:
@@ -29,11 +34,15 @@ class InMemorySampler:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         pid = self.columns[schema.POLICY_ID].long()
-        # Rows sorted by arm, with each arm's start and count: a balanced draw is one gather.
-        self._rows_by_arm = torch.argsort(pid, stable=True)
+        # Rows sorted by arm (each arm's episode starts first), with each arm's start and count:
+        # a balanced draw is one gather.
+        starts = self.columns.get(schema.EPISODE_START)
+        first = torch.zeros_like(pid) if starts is None else starts.long()
+        self._rows_by_arm = torch.argsort(pid * 2 + (1 - first), stable=True)
         counts = torch.bincount(pid, minlength=num_policies)
         self._arm_counts = counts
         self._arm_starts = torch.cumsum(counts, 0) - counts
+        self._arm_episode_starts = torch.bincount(pid[first.bool()], minlength=num_policies)
         self._cache: dict[str, torch.Tensor] | None = None
 
     @property
@@ -48,11 +57,16 @@ class InMemorySampler:
         return out
 
     def sample_phase1(self, batch_size: int, arm_probs: np.ndarray) -> dict[str, torch.Tensor]:
-        """Arms drawn with ``arm_probs``, then rows uniformly within the drawn arm."""
+        """Arms drawn with ``arm_probs``, then rows uniformly within the drawn arm, except that a
+        share ``EPISODE_START_SHARE`` of the rows are the arm's episode starts."""
         probs = torch.as_tensor(arm_probs, dtype=torch.float32, device=self.device)
         arms = torch.multinomial(probs, batch_size, replacement=True, generator=self.generator)
         u = torch.rand(batch_size, generator=self.generator, device=self.device)
-        offset = (u * self._arm_counts[arms]).long().clamp_max(self._arm_counts[arms] - 1)
+        n_start = self._arm_episode_starts[arms]
+        from_start = (torch.rand(batch_size, generator=self.generator, device=self.device)
+                      < EPISODE_START_SHARE) & (n_start > 0)
+        span = torch.where(from_start, n_start, self._arm_counts[arms])
+        offset = (u * span).long().clamp_max(span - 1)
         return self._gather(self._rows_by_arm[self._arm_starts[arms] + offset])
 
     def sample_phase2(self, batch_size: int) -> dict[str, torch.Tensor]:
@@ -86,6 +100,11 @@ class InMemorySampler:
             b_other, _ = chunked(new_obs[other])
             b_next[other] = b_other[torch.arange(other.numel(), device=self.device), pid[other]]
         self._cache = {BR_OBS: b, BR_NEXT_OBS: b_next, EXPERT_ACTION_PREDS: a_hat}
+
+    def cache_per_row(self, name: str, fn: Callable, chunk: int) -> None:
+        """Add ``fn(obs)`` of every row to the cache under ``name`` (after ``build_cache``)."""
+        obs = self.columns[schema.OBS]
+        self._cache[name] = torch.cat([fn(obs[i: i + chunk]) for i in range(0, self.size, chunk)])
 
     def drop_cache(self) -> None:
         self._cache = None

@@ -1,0 +1,14 @@
+"""Counterfactual arm values and the arm choice built on them (docs/algorithm.md §8).
+
+FAST-Q's reference picks the arm by ``argmax_k Q1(b_k(s), π(b_k(s)))``: a critic trained only on
+the logging arm's representation, asked about representations it never saw. It ranked arms at
+chance. Here each arm ``k`` has its own value ``V_k(s)``, "the return of a player who follows arm
+k from state s", regressed on the Monte-Carlo returns of arm k's own logged players, by an
+ensemble on a shared input; the arm choice is pessimistic over the ensemble and falls back to
+the arm the logged router would most likely have picked where the data cannot tell.
+"""
+
+from rllib_fastq.counterfactual.arm_choice import ARM_CHOICES, SERVE_ACTIONS, safe_arm_choice
+from rllib_fastq.counterfactual.returns import bootstrap_weights, episode_starts, returns_to_go
+
+__all__ = ["ARM_CHOICES", "SERVE_ACTIONS", "bootstrap_weights", "episode_starts", "returns_to_go", "safe_arm_choice"]

@@ -1,0 +1,40 @@
+"""Which arm a player should be on: pessimistic, with a fallback to the routed arm.
+
+    lower_k = mean_e V_{e,k}(s) − β · std_e V_{e,k}(s)                 (ensemble lower bound)
+    base    = argmax_k ρ_k(s)                                           (the router's likeliest arm)
+    k*      = argmax_{k : ρ_k(s) ≥ ρ_min} lower_k
+    serve k* if lower_{k*} > mean_base(s), else base                    (SPIBB-style fallback)
+
+``ρ(s)`` is the learnt routing model (the probability that the logs' router sends this player to
+each arm). Deviating from the routing needs an arm whose *pessimistic* value beats the routed
+arm's *expected* value; where the ensemble disagrees the routed arm is served, so the policy is
+no worse than the routing where the data cannot tell.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: How the "best" arm is chosen: "safe" (above), "greedy" (argmax of the mean arm value),
+#: "critic" (the reference: argmax_k Q1(b_k(s), π(b_k(s)))).
+ARM_CHOICES = ("safe", "greedy", "critic")
+#: The action served for the chosen arm (FastQConfig.serve_action).
+SERVE_ACTIONS = ("actor", "expert", "supported")
+
+
+def safe_arm_choice(values: torch.Tensor, propensity: torch.Tensor, *, pessimism: float,
+                    min_propensity: float = 0.0) -> torch.Tensor:
+    """The arm to serve per row, ``[B]`` (long).
+
+    ``values`` [B, E, K]: every ensemble member's value of every arm; ``propensity`` [B, K]:
+    the routing model's probabilities.
+    """
+    mean = values.mean(1)
+    std = values.std(1, unbiased=False) if values.shape[1] > 1 else torch.zeros_like(mean)
+    lower = mean - pessimism * std
+    base = propensity.argmax(-1)
+    supported = propensity >= min_propensity
+    supported[torch.arange(base.shape[0], device=base.device), base] = True
+    best = lower.masked_fill(~supported, float("-inf")).argmax(-1)
+    rows = torch.arange(best.shape[0], device=best.device)
+    return torch.where(lower[rows, best] > mean[rows, base], best, base)

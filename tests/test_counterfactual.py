@@ -1,0 +1,74 @@
+"""Counterfactual arm values: returns-to-go, bootstrap weights, the losses and the safe arm choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rllib_fastq.counterfactual import bootstrap_weights, episode_starts, returns_to_go, safe_arm_choice
+from rllib_fastq.torch import losses
+
+
+def test_returns_to_go_per_episode_in_any_row_order():
+    rewards = np.array([1.0, 2.0, 3.0, 10.0, 20.0])
+    eps = np.array(["a", "a", "a", "b", "b"])
+    t = np.array([0, 1, 2, 0, 1])
+    np.testing.assert_allclose(returns_to_go(rewards, eps, t), [6, 5, 3, 30, 20])
+    np.testing.assert_allclose(returns_to_go(rewards, eps, t, gamma=0.5), [1 + 1 + 0.75, 2 + 1.5, 3, 20, 20])
+    perm = np.array([4, 2, 0, 3, 1])
+    np.testing.assert_allclose(returns_to_go(rewards[perm], eps[perm], t[perm]), np.array([6, 5, 3, 30, 20])[perm])
+
+
+def test_bootstrap_weights_are_shared_within_an_episode_and_seeded():
+    eps = np.repeat(np.arange(200), 3).astype(str)
+    w = bootstrap_weights(eps, members=4, seed=0)
+    assert w.shape == (600, 4)
+    assert (w[0::3] == w[1::3]).all() and (w[0::3] == w[2::3]).all()
+    assert abs(w.mean() - 1.0) < 0.15  # Poisson(1)
+    np.testing.assert_array_equal(w, bootstrap_weights(eps, members=4, seed=0))
+    assert not np.array_equal(w, bootstrap_weights(eps, members=4, seed=1))
+
+
+def test_arm_value_loss_trains_only_the_logged_arm_by_hand():
+    values = torch.tensor([[[1.0, 5.0], [2.0, 7.0]],      # row 0: member 0 (arm 0, arm 1), member 1
+                           [[0.0, 3.0], [4.0, 1.0]]], requires_grad=True)  # row 1
+    pid = torch.tensor([0, 1])
+    returns = torch.tensor([2.0, 2.0])
+    # member 0: rows (1-2)², (3-2)² → mean 1; member 1: (2-2)², (1-2)² → mean 0.5
+    assert losses.arm_value_loss(values, pid, returns).item() == pytest.approx(1.5)
+    boot = torch.tensor([[1.0, 0.0], [3.0, 2.0]])       # member 0 weights rows 1 and 3
+    # member 0: (1·1 + 3·1)/4 = 1; member 1: (0·0 + 2·1)/2 = 1
+    assert losses.arm_value_loss(values, pid, returns, boot).item() == pytest.approx(2.0)
+    losses.arm_value_loss(values, pid, returns).backward()
+    assert values.grad[0, :, 1].abs().sum() == 0 and values.grad[1, :, 0].abs().sum() == 0  # other arms
+
+
+def test_propensity_loss_is_weighted_cross_entropy():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
+    pid = torch.tensor([0, 1])
+    ce = torch.tensor([np.log(1 + np.exp(-2.0)), np.log(2.0)], dtype=torch.float32)
+    assert losses.propensity_loss(logits, pid).item() == pytest.approx(ce.mean().item(), rel=1e-5)
+    w = torch.tensor([3.0, 1.0])
+    assert losses.propensity_loss(logits, pid, w).item() == pytest.approx(((3 * ce[0] + ce[1]) / 4).item(), rel=1e-5)
+
+
+def test_safe_choice_deviates_only_on_a_confident_better_arm_and_falls_back_otherwise():
+    rho = torch.tensor([[0.8, 0.1, 0.1]] * 3)           # the router's likeliest arm is 0
+    # row 0: arm 2 is better and the ensemble agrees → deviate to 2
+    # row 1: arm 2 is better on average, but the ensemble disagrees → fall back to arm 0
+    # row 2: arm 1 supported only with min_propensity 0 → deviate; excluded with min 0.2
+    values = torch.tensor([
+        [[1.0, 0.0, 3.0], [1.0, 0.0, 3.2], [1.0, 0.0, 2.8]],
+        [[1.0, 0.0, 6.0], [1.0, 0.0, -3.0], [1.0, 0.0, 1.0]],
+        [[1.0, 4.0, 0.0], [1.0, 4.1, 0.0], [1.0, 3.9, 0.0]],
+    ])
+    assert safe_arm_choice(values, rho, pessimism=1.0).tolist() == [2, 0, 1]
+    assert safe_arm_choice(values, rho, pessimism=0.0).tolist() == [2, 2, 1]   # greedy on the mean
+    assert safe_arm_choice(values, rho, pessimism=1.0, min_propensity=0.2).tolist() == [0, 0, 0]
+
+
+def test_episode_starts_mark_the_first_logged_row_of_each_episode():
+    eps = np.array(["a", "b", "a", "b", "c"])
+    t = np.array([3, 0, 2, 1, 5])                       # episode "a" was logged from t = 2 on
+    np.testing.assert_array_equal(episode_starts(eps, t), [False, True, True, False, True])
