@@ -25,13 +25,20 @@ methods) runs in about 2 hours on the 2-core machine, one process at a time:
   4×256 / batch-1024 AWAC ran at 1.9 and 3.5 updates/s here), otherwise the reproduction settings
   of ``benchmarks/peers/train_d3rlpy.py``.
 
-Measured on ``misaligned`` seed 0 (2026-12-07, load average 5-17 from other jobs on the 2 cores):
-at 3000 steps each, FAST-Q 252 s (defaults) and 191 s (reference), BC 27 s, TD3+BC 61 s, RLlib BC
-42 s, MARWIL 38 s, IQL 285 s, d3rlpy BC 45 s, TD3+BC 119 s, IQL 115 s (CQL and AWAC: rates above),
-the rules ~1 s each, a dataset 15 s; ~1400 s per (regime, seed) cell, 9.7 h for the suite. The
-``full`` budget above projects to ~370 s per cell at that load (2.6 h for 25 cells) and less on a
-quiet machine; ``python -m benchmarks report`` prints the measured cost per method and the
-projection from the store.
+Measured on ``misaligned`` seed 0 (2026-12-07, other engineers' jobs on the 2 cores):
+
+- at 3000 steps each (load average 5-17): FAST-Q 252 s (defaults) and 191 s (reference), BC 27 s,
+  TD3+BC 61 s, RLlib BC 42 s, MARWIL 38 s, IQL 285 s, d3rlpy BC 45 s, TD3+BC 119 s, IQL 115 s; d3rlpy
+  CQL and AWAC with their reproduction networks 1.9 and 3.5 updates/s (4.8 and 32.5 at 256×256,
+  batch 256); the rules ~1 s each; ~1400 s per (regime, seed) cell, 9.7 h for the suite;
+- at the ``full`` budget (load average 4-5): dataset 6 s, the 7 rules 5 s in all, FAST-Q 51 s and
+  FAST-Q (reference) 46 s (each ~11 s of it the evaluation), BC 3 s, TD3+BC 5 s, RLlib BC 22 s, MARWIL
+  18 s, IQL 39 s, d3rlpy BC 12 s, TD3+BC 21 s, IQL 24 s, CQL 38 s, AWAC 25 s: ~315 s per cell, 5 min
+  42 s for the whole command, i.e. ~2.2 h for 25 cells at that load (the quick budget ran 2× faster
+  at load 3 than at load 7, so a quiet machine should stay under 2 h). Levers if it does not: fewer
+  evaluation players, RLlib IQL / d3rlpy CQL steps.
+
+``python -m benchmarks report`` prints the measured cost per method and the projection from the store.
 """
 
 from __future__ import annotations
