@@ -19,7 +19,7 @@ from ray.rllib.connectors.common.add_observations_from_episodes_to_batch import 
 from ray.rllib.connectors.learner.add_next_observations_from_episodes_to_train_batch import (
     AddNextObservationsFromEpisodesToTrainBatch,
 )
-from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core import COMPONENT_EVAL_ENV_RUNNER, COMPONENT_LEARNER_GROUP, DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils.checkpoints import Checkpointable
 from ray.rllib.utils.metrics import (
@@ -321,6 +321,15 @@ class FastQConfig(AlgorithmConfig):
     # -- validation -------------------------------------------------------------------------
 
     def validate(self) -> None:
+        if self._is_frozen:
+            # Validation fills in the spaces and the offline data class (below); a frozen config
+            # refuses writes, so validate an unfrozen copy instead (what RLlib's `copy` is for).
+            return self.copy(copy_frozen=False).validate()
+        if self.lr is not None:
+            self._value_error(
+                f"`lr` ({self.lr!r}) is not used by FAST-Q: it has one learning rate per part; set "
+                "`training(expert_lr=..., balancer_lr=..., critic_lr=..., actor_lr=..., arm_value_lr=...)` "
+                "(for a Tune search, sample those) and leave `lr` at None.")
         if self.input_ and (self.observation_space is None or self.action_space is None) and not self.env:
             obs_space, act_space = infer_spaces(self)
             self.observation_space = self.observation_space or obs_space
@@ -446,6 +455,22 @@ class FastQ(Algorithm):
         if self.eval_env_runner_group is not None:
             self.eval_env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group,
                                                     inference_only=True, timeout_seconds=None)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """RLlib's version syncs training env runners (FAST-Q has none) and gives evaluation env
+        runners the training runner's state (``KeyError: 'env_runner'``); here: the learners, then
+        the evaluation runners' own state and weights, then RLlib's version for the rest (metrics,
+        iteration)."""
+        rest = {k: v for k, v in state.items() if k not in (COMPONENT_LEARNER_GROUP, COMPONENT_EVAL_ENV_RUNNER)}
+        super().set_state(rest)
+        if COMPONENT_LEARNER_GROUP in state:
+            self.learner_group.set_state(state[COMPONENT_LEARNER_GROUP])
+        if self.eval_env_runner_group is not None:
+            if self.eval_env_runner is not None and COMPONENT_EVAL_ENV_RUNNER in state:
+                self.eval_env_runner.set_state(state[COMPONENT_EVAL_ENV_RUNNER])
+            if COMPONENT_LEARNER_GROUP in state:
+                self.eval_env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group,
+                                                        inference_only=True, timeout_seconds=None)
 
     def training_step(self) -> ResultDict | None:
         cfg = self.config

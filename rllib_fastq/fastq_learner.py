@@ -9,7 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner.learner import Learner
+from ray.rllib.utils.metrics import (
+    ALL_MODULES,
+    NUM_ENV_STEPS_TRAINED,
+    NUM_ENV_STEPS_TRAINED_LIFETIME,
+    NUM_MODULE_STEPS_TRAINED,
+    NUM_MODULE_STEPS_TRAINED_LIFETIME,
+)
 
 ADVERSARY_TARGETS = ("expert_index", "logged_policy")
 POLICY_SAMPLING = ("inverse_frequency", "uniform", "prediction_histogram")
@@ -81,6 +89,15 @@ class FastQLearner(Learner):
             w = np.ones_like(freqs)
         w = np.where(present, w, 0.0)
         return w / w.sum()
+
+    def log_rows_trained(self, rows: int) -> None:
+        """RLlib's trained-step counters (what ``Learner.update`` logs on the Ray Data path) for
+        ``rows`` in-memory rows: Tune stop criteria and RLlib's progress metrics read them."""
+        for key, value in ((NUM_MODULE_STEPS_TRAINED, "sum"), (NUM_MODULE_STEPS_TRAINED_LIFETIME, "lifetime_sum")):
+            self.metrics.log_value((DEFAULT_MODULE_ID, key), rows, reduce=value)
+            self.metrics.log_value((ALL_MODULES, key), rows, reduce=value)
+        self.metrics.log_value((ALL_MODULES, NUM_ENV_STEPS_TRAINED), rows, reduce="sum")
+        self.metrics.log_value((ALL_MODULES, NUM_ENV_STEPS_TRAINED_LIFETIME), rows, reduce="lifetime_sum")
 
     def count_gradient_step(self, actor_updated: bool) -> None:
         self.num_gradient_steps += 1

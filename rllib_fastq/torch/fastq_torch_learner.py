@@ -110,6 +110,7 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
                     self._build_phase2_cache()
                 batch = self.sampler.sample_phase2(bsz)
             self._update({DEFAULT_MODULE_ID: batch})
+        self.log_rows_trained(num_steps * bsz)
         self.after_gradient_based_update(timesteps=timesteps)
         return self.metrics.reduce()
 
