@@ -14,6 +14,8 @@ Uses, and why each is needed:
   directly by ``FastQTorchLearner.apply_gradients`` (one fused step per optimizer).
 - ``ray._private.ray_constants.ENABLE_RAY_CLUSTER`` (:func:`disable_cluster_mode`): keeps a local
   session on 127.0.0.1 (see :func:`rllib_fastq.local_ray.init_local_ray`).
+- ``AlgorithmConfig._is_frozen`` (:func:`config_is_frozen`): whether a config refuses writes
+  (RLlib has ``freeze()`` but no public reader); ``FastQConfig.validate`` then validates a copy.
 - Overridden private hooks of ``TorchLearner`` (:data:`OVERRIDDEN_HOOKS`): ``_update`` (one
   gradient step on an in-memory batch) and ``_make_modules_ddp_if_necessary`` (no DDP wrapper:
   FAST-Q all-reduces its own gradients).
@@ -64,3 +66,8 @@ def disable_cluster_mode() -> None:
     from ray._private import ray_constants
 
     ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def config_is_frozen(config: Any) -> bool:
+    """Whether ``config`` (an ``AlgorithmConfig``) is frozen, i.e. refuses attribute writes."""
+    return bool(config._is_frozen)

@@ -321,7 +321,7 @@ class FastQConfig(AlgorithmConfig):
     # -- validation -------------------------------------------------------------------------
 
     def validate(self) -> None:
-        if self._is_frozen:
+        if compat.config_is_frozen(self):
             # Validation fills in the spaces and the offline data class (below); a frozen config
             # refuses writes, so validate an unfrozen copy instead (what RLlib's `copy` is for).
             return self.copy(copy_frozen=False).validate()

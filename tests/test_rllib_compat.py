@@ -43,6 +43,16 @@ def test_learner_optimizer_parameters():
         "Learner._optimizer_parameters changed: update compat.optimizers")
 
 
+def test_algorithm_config_frozen_flag():
+    """``AlgorithmConfig._is_frozen`` (compat.config_is_frozen)."""
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    config = AlgorithmConfig()
+    assert compat.config_is_frozen(config) is False
+    config.freeze()
+    assert compat.config_is_frozen(config) is True, "AlgorithmConfig._is_frozen changed: update compat.config_is_frozen"
+
+
 def test_ray_private_cluster_flag():
     """``ray._private.ray_constants.ENABLE_RAY_CLUSTER`` (compat.disable_cluster_mode)."""
     from ray._private import ray_constants
@@ -68,7 +78,7 @@ def test_no_private_api_outside_the_compat_module():
     import re
 
     pkg = pathlib.Path(compat.__file__).parent
-    pattern = re.compile(r"\._learner\b|\._get_results\b|_optimizer_parameters|ray\._private|from ray\._private")
+    pattern = re.compile(r"\._is_frozen\b|\._learner\b|\._get_results\b|_optimizer_parameters|ray\._private|from ray\._private")
     offenders = []
     for path in pkg.rglob("*.py"):
         if path.name == "_rllib_compat.py":
