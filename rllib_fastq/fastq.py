@@ -80,8 +80,10 @@ class FastQConfig(AlgorithmConfig):
         self.lstm_dropout = 0.1
         #: Hidden widths of each policy expert; the last is h_k. Reference: [256, 128].
         self.expert_hiddens: list[int] = [256, 128]
-        #: Width of the balancing representation b_k. Reference: 256.
-        self.br_dim = 256
+        #: Width of the balancing representation b_k (the actor's and critic's input). None = "auto":
+        #: min(256, 2 × the state width) for flat states (the reference's single-policy variant),
+        #: 256 for dict states. Reference (gaming): 256.
+        self.br_dim: int | None = None
         #: Hidden widths of the adversary classifier (outputs K logits). Reference: [512, 256].
         self.adversary_hiddens: list[int] = [512, 256]
         #: Hidden widths of the actor. Reference: [256, 256] (D4RL), [512, 256] (gaming).
@@ -349,6 +351,8 @@ class FastQConfig(AlgorithmConfig):
             positive_int("pretrain_steps", 0)
         positive_int("policy_freq")
         positive_int("exploration_ramp_steps")
+        if self.br_dim is not None:
+            positive_int("br_dim")
         positive_int("arm_value_ensemble")
         if self.arm_choice not in ARM_CHOICES:
             err(f"`arm_choice` must be one of {ARM_CHOICES}, got {self.arm_choice!r}.")

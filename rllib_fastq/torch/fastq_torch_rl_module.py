@@ -16,6 +16,7 @@ from torch import nn
 
 from rllib_fastq.counterfactual import safe_arm_choice
 from rllib_fastq.data import schema
+from rllib_fastq.torch.distributions import FastQDeterministic
 from rllib_fastq.torch.networks import (
     Actor,
     BalancingRepresentation,
@@ -43,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "static_hidden": 32,
     "lstm_dropout": 0.1,
     "expert_hiddens": [256, 128],
-    "br_dim": 256,
+    "br_dim": None,  # None: resolve_br_dim from the observation space
     "adversary_hiddens": [512, 256],
     "actor_hiddens": [256, 256],
     "critic_hiddens": [256, 256],
@@ -59,6 +60,17 @@ DEFAULTS: dict[str, Any] = {
     "arm_choice_min_propensity": 0.0,
     "serve_action": "actor",
 }
+
+
+def resolve_br_dim(br_dim: int | None, observation_space: gym.Space) -> int:
+    """``br_dim``, with None ("auto") = ``min(256, 2 × the state width)`` for flat observations
+    (the reference's single-policy variant uses 2 × the state width; a 256-wide BR on a 3-d state
+    made phase 2 slower than plain TD3+BC) and 256 for dict (temporal + static) observations."""
+    if br_dim is not None:
+        return int(br_dim)
+    if isinstance(observation_space, gym.spaces.Box):
+        return int(min(256, 2 * int(np.prod(observation_space.shape))))
+    return 256
 
 
 class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
@@ -94,12 +106,13 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         self.trunk = Trunk(self.layout, hiddens=cfg["trunk_hiddens"], lstm_hidden=cfg["lstm_hidden"],
                            static_hidden=cfg["static_hidden"], dropout=cfg["lstm_dropout"])
         self.experts = ExpertHeads(self.num_policies, self.trunk.out_dim, cfg["expert_hiddens"])
-        self.balancer = BalancingRepresentation(self.experts.out_dim, cfg["br_dim"])
+        cfg["br_dim"] = br_dim = resolve_br_dim(cfg["br_dim"], self.observation_space)
+        self.balancer = BalancingRepresentation(self.experts.out_dim, br_dim)
         head_in = self.balancer.out_dim if self.bc_through_balancer else self.experts.out_dim
         self.expert_action_head = BatchedLinear(self.num_policies, head_in, self.action_dim)
-        self.adversary = mlp(cfg["br_dim"], cfg["adversary_hiddens"], self.num_policies)
-        self.actor = Actor(cfg["br_dim"], cfg["actor_hiddens"], self.action_dim, low_t, high_t)
-        self.critic = TwinCritic(cfg["br_dim"] + self.action_dim, cfg["critic_hiddens"],
+        self.adversary = mlp(br_dim, cfg["adversary_hiddens"], self.num_policies)
+        self.actor = Actor(br_dim, cfg["actor_hiddens"], self.action_dim, low_t, high_t)
+        self.critic = TwinCritic(br_dim + self.action_dim, cfg["critic_hiddens"],
                                  int(cfg["num_decomposed"]))
         # Counterfactual arm values and the routing model (rllib_fastq.counterfactual): on the
         # normalised state itself, apart from the balanced representation, so the arm choice
@@ -275,7 +288,13 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
     def _forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         with torch.no_grad():
             out = self.choose_arms(batch[Columns.OBS], batch.get(schema.POLICY_ID))
-        return {Columns.ACTIONS: out[Columns.ACTIONS], schema.POLICY_ID: out[schema.POLICY_ID]}
+        # ACTION_DIST_INPUTS: RLlib's inference recipe (get_inference_action_dist_cls) reads them.
+        return {Columns.ACTIONS: out[Columns.ACTIONS], Columns.ACTION_DIST_INPUTS: out[Columns.ACTIONS],
+                schema.POLICY_ID: out[schema.POLICY_ID]}
+
+    def get_inference_action_dist_cls(self) -> type:
+        """Deterministic: ``action_dist_inputs`` are the actions (RLlib's inference recipe)."""
+        return FastQDeterministic
 
     def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         # Offline algorithm: env runners only evaluate, so exploration acts greedily too.
