@@ -36,6 +36,7 @@ from rllib_fastq.counterfactual import ARM_CHOICES, SERVE_ACTIONS
 from rllib_fastq.data import schema
 from rllib_fastq.data_setup import InMemoryOfflineData, infer_spaces, prepare_offline_data
 from rllib_fastq.fastq_learner import ADVERSARY_TARGETS, POLICY_SAMPLING
+from rllib_fastq.torch.eval_loss import offline_eval_loss
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +209,9 @@ class FastQConfig(AlgorithmConfig):
         self.map_batches_kwargs = {"concurrency": 1, "num_cpus": 1}
         # fmt: on
 
+        # Offline evaluation ("eval_loss"): a phase-independent loss the evaluation runner can
+        # compute (the training loss needs the learner's phase; rllib_fastq.torch.eval_loss).
+        self.offline_loss_for_module_fn = offline_eval_loss
     def training(
         self,
         *,

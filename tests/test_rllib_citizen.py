@@ -105,7 +105,7 @@ def test_offline_eval_loss_runs_on_the_evaluation_runner(ray_session, synthetic_
     algo = config.build_algo()
     for _ in range(2):  # phase 1, then phase 2
         result = algo.train()
-    ev = result["evaluation"]["offline_evaluation"]
+    ev = result["evaluation"]["offline_eval_runners"]
     losses = ev[DEFAULT_MODULE_ID]
     assert np.isfinite(losses["total_eval_loss"])
     assert np.isfinite(losses["eval_expert_loss"]) and np.isfinite(losses["eval_td_loss"])
