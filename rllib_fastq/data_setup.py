@@ -14,14 +14,20 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import ray
 from ray.rllib.offline.offline_data import OfflineData
 
 from rllib_fastq import _rllib_compat as compat
 from rllib_fastq.counterfactual.returns import bootstrap_weights, episode_starts, returns_to_go
 from rllib_fastq.data import schema
-from rllib_fastq.data.io import _read_one, expand_paths, read_transitions, table_to_transitions
+from rllib_fastq.data.io import (
+    _read_one,
+    expand_paths,
+    parquet_file,
+    read_episodes,
+    read_transitions,
+    table_to_transitions,
+)
 from rllib_fastq.data.transitions import Transitions
 from rllib_fastq.data.validation import expected_shapes
 
@@ -61,12 +67,14 @@ def infer_spaces(config: FastQConfig) -> tuple[gym.Space, gym.Space]:
     to override.
     """
     first = input_paths(config)[0]
-    if first.endswith(".parquet"):  # the first 10k rows suffice: don't read a large file twice
-        pf = pq.ParquetFile(first)
+    if config.input_read_episodes:  # RLlib's recorder format: the first 100 episodes suffice
+        tr = read_episodes([first], limit_per_file=100)
+    elif first.endswith(".parquet"):  # the first 10k rows suffice: don't read a large file twice
+        pf = parquet_file(first)
         table = pa.Table.from_batches([next(pf.iter_batches(batch_size=10_000))], schema=pf.schema_arrow)
+        tr = table_to_transitions(table, source=first)
     else:
-        table = _read_one(first).slice(0, 10_000)
-    tr = table_to_transitions(table, source=first)
+        tr = table_to_transitions(_read_one(first).slice(0, 10_000), source=first)
     layout = tr.meta.obs_layout or schema.ObsLayout(static=tr.obs.shape[1])
     if layout.temporal is None:
         obs_space: gym.Space = gym.spaces.Box(-np.inf, np.inf, (layout.static,), np.float32)
@@ -82,7 +90,10 @@ def infer_spaces(config: FastQConfig) -> tuple[gym.Space, gym.Space]:
 
 
 def load_dataset(config: FastQConfig) -> Transitions:
-    """Read and validate ``config.input_`` against the config (shapes, arms, components)."""
+    """Read and validate ``config.input_`` against the config (shapes, arms, components); RLlib's
+    recorded episodes (``input_read_episodes=True``) become transitions first."""
+    if config.input_read_episodes:
+        return read_episodes(input_paths(config), **expected_shapes(config))
     return read_transitions(input_paths(config), **expected_shapes(config))
 
 

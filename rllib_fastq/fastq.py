@@ -207,13 +207,13 @@ class FastQConfig(AlgorithmConfig):
         # Streaming path: one pre-learner actor (RLlib's default of two, plus the read tasks,
         # deadlocks a 2-CPU machine). Raise `concurrency` on a cluster.
         self.map_batches_kwargs = {"concurrency": 1, "num_cpus": 1}
-        # fmt: on
-
         # Offline evaluation ("eval_loss"): a phase-independent loss the evaluation runner can
         # compute (the training loss needs the learner's phase; rllib_fastq.torch.eval_loss).
         self.offline_loss_for_module_fn = offline_eval_loss
     def training(
         self,
+        # fmt: on
+
         *,
         trunk_hiddens: list[int] | None = NotProvided,
         lstm_hidden: int | None = NotProvided,
@@ -340,6 +340,13 @@ class FastQConfig(AlgorithmConfig):
             obs_space, act_space = infer_spaces(self)
             self.observation_space = self.observation_space or obs_space
             self.action_space = self.action_space or act_space
+        if self.input_read_method not in ("read_parquet", "read_json") or self.input_read_sample_batches:
+            self._value_error(
+                "FAST-Q reads parquet or JSON-lines files (`input_read_method` 'read_parquet' or "
+                "'read_json', chosen per file by its suffix) in its own columns or RLlib's recorded "
+                f"episodes (`input_read_episodes=True`); got input_read_method={self.input_read_method!r}"
+                f"{', input_read_sample_batches=True' if self.input_read_sample_batches else ''}. Convert "
+                "the data (rllib_fastq.data.convert) or record it with `output_write_episodes=True`.")
         if self.in_memory_data and self.offline_data_class is None:
             self.offline_data_class = InMemoryOfflineData
         super().validate()

@@ -29,31 +29,88 @@ _JSON_SUFFIXES = (".json", ".jsonl")
 _JSON_META_SUFFIX = ".meta"
 
 
+def _uri(p: str) -> tuple[Any, str, str]:
+    """``(fs, path, prefix)`` for a path or URI: fs None for local paths (plain, ``local://`` --
+    Ray's "on this node" -- or ``file://``), else the fsspec filesystem of the URI's scheme
+    (``memory://``, and ``s3://``/``gs://``/... where s3fs/gcsfs are installed); ``prefix``
+    re-forms a URI from a path found on it."""
+    for prefix in ("local://", "file://"):
+        if p.startswith(prefix):
+            return None, p[len(prefix):], prefix
+    if "://" not in p:
+        return None, p, ""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(p)
+    return fs, path, p.split("://", 1)[0] + "://"
+
+
+def _is_data_file(name: str) -> bool:
+    return name.endswith((".parquet", *_JSON_SUFFIXES))
+
+
+def _expand_remote(fs: Any, path: str, prefix: str, given: str) -> list[str]:
+    norm = lambda f: prefix + (f if prefix != "memory://" else f.lstrip("/"))  # noqa: E731
+    if fs.isdir(path):
+        found = sorted(f for f in fs.find(path) if _is_data_file(f))
+        if not found:
+            raise FileNotFoundError(f"input_: directory {given} holds no .parquet or .json files.")
+        return [norm(f) for f in found]
+    if any(c in path for c in "*?["):
+        found = sorted(fs.glob(path))
+        if not found:
+            raise FileNotFoundError(f"input_: pattern {given} matches no file.")
+        return [norm(f) for f in found]
+    if fs.isfile(path):
+        return [given]
+    raise FileNotFoundError(f"input_: {given} does not exist (expected a parquet/JSON file or a directory).")
+
+
 def expand_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
-    """Files named by ``paths``: files, directories (their parquet/JSON files), or globs."""
+    """Files named by ``paths``: files, directories (their parquet/JSON files), or globs; local
+    paths, ``local://``/``file://`` URIs, or any fsspec URI (``memory://``; ``s3://``/``gs://``
+    with s3fs/gcsfs installed). URIs stay URIs (Ray Data reads them as given)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     files: list[str] = []
-    for p in map(str, paths):
-        if os.path.isdir(p):
+    for given in map(str, paths):
+        fs, p, prefix = _uri(given)
+        if fs is not None:
+            files.extend(_expand_remote(fs, p, prefix, given))
+        elif os.path.isdir(p):
             found = sorted(
-                f for f in glob.glob(os.path.join(p, "**", "*"), recursive=True)
-                if f.endswith((".parquet", *_JSON_SUFFIXES))
+                f for f in glob.glob(os.path.join(p, "**", "*"), recursive=True) if _is_data_file(f)
             )
             if not found:
-                raise FileNotFoundError(f"input_: directory {p} holds no .parquet or .json files.")
-            files.extend(found)
+                raise FileNotFoundError(f"input_: directory {given} holds no .parquet or .json files.")
+            files.extend(prefix + f for f in found)
         elif any(c in p for c in "*?["):
             found = sorted(glob.glob(p))
             if not found:
-                raise FileNotFoundError(f"input_: pattern {p} matches no file.")
-            files.extend(found)
+                raise FileNotFoundError(f"input_: pattern {given} matches no file.")
+            files.extend(prefix + f for f in found)
         elif os.path.isfile(p):
-            files.append(p)
+            files.append(given)
         else:
             raise FileNotFoundError(
-                f"input_: {p} does not exist (expected a parquet/JSON file or a directory).")
+                f"input_: {given} does not exist (expected a parquet/JSON file or a directory).")
     return files
+
+
+def open_input(path: str) -> Any:
+    """A binary file object for a local path or any URI :func:`expand_paths` accepts."""
+    fs, p, _ = _uri(path)
+    return open(p, "rb") if fs is None else fs.open(p, "rb")
+
+
+def _exists(path: str) -> bool:
+    fs, p, _ = _uri(path)
+    return os.path.isfile(p) if fs is None else fs.isfile(p)
+
+
+def parquet_file(path: str) -> pq.ParquetFile:
+    """``pyarrow.parquet.ParquetFile`` of a local path or URI."""
+    return pq.ParquetFile(open_input(path))
 
 
 def _list_column_to_array(col: pa.ChunkedArray, name: str, source: str) -> np.ndarray:
@@ -149,12 +206,14 @@ def table_to_transitions(table: pa.Table, source: str = "<table>") -> Transition
 def _read_one(path: str) -> pa.Table:
     try:
         if path.endswith(_JSON_SUFFIXES):
-            table = pa_json.read_json(path)
-            if os.path.isfile(path + _JSON_META_SUFFIX):
-                with open(path + _JSON_META_SUFFIX, "rb") as f:
+            with open_input(path) as f:
+                table = pa_json.read_json(f)
+            if _exists(path + _JSON_META_SUFFIX):
+                with open_input(path + _JSON_META_SUFFIX) as f:
                     table = table.replace_schema_metadata({schema.METADATA_KEY: f.read()})
             return table
-        return pq.read_table(path)
+        with open_input(path) as f:
+            return pq.read_table(f)
     except (pa.ArrowInvalid, OSError) as e:
         kind = "JSON lines" if path.endswith(_JSON_SUFFIXES) else "parquet"
         raise ValueError(f"{path}: cannot be read as {kind}: {e}") from e
@@ -194,7 +253,7 @@ def _columns(path: str, names: Sequence[str]) -> Any:
     a file that cannot be read (empty, truncated, not parquet/JSON) is a ValueError naming it."""
     if path.endswith(".parquet"):
         try:
-            pf = pq.ParquetFile(path)
+            pf = parquet_file(path)
             cols = [n for n in names if n in pf.schema_arrow.names]
             return pf.read(columns=cols).replace_schema_metadata(pf.schema_arrow.metadata)
         except (pa.ArrowInvalid, OSError) as e:
@@ -312,3 +371,77 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int = 1) -> 
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=indent, default=float)
     os.replace(tmp, path)
+
+
+# -- RLlib-recorded episodes -------------------------------------------------------------------
+
+#: The column RLlib's ``output=`` recorder (``output_write_episodes=True``) writes each episode to:
+#: msgpack'd ``SingleAgentEpisode.get_state()``.
+EPISODE_COLUMN = "item"
+
+
+def episodes_to_transitions(episodes: Sequence[Any], source: str = "<episodes>") -> Transitions:
+    """RLlib ``SingleAgentEpisode`` s (flat Box observations and actions) → :class:`Transitions`.
+
+    Step i of an episode is the row (o_i, a_i, r_i, o_{i+1}); only its last step carries the
+    episode's ``terminated``/``truncated``. ``policy_id`` comes from the extra model output of that
+    name where the recording module wrote one, else 0 (one logging policy).
+    """
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in (
+        "obs", "new_obs", "actions", "rewards", "terminateds", "truncateds", "eps_id", "t", "policy_id")}
+    for eps in episodes:
+        n = len(eps)
+        if n == 0:
+            continue
+        obs = np.asarray(eps.get_observations(), np.float32)
+        if obs.dtype == object or obs.ndim != 2:
+            raise ValueError(f"{source}: episode {eps.id_}: FAST-Q reads recorded episodes with flat Box "
+                             f"observations; got observations of shape {obs.shape}.")
+        cols["obs"].append(obs[:-1])
+        cols["new_obs"].append(obs[1:])
+        cols["actions"].append(np.asarray(eps.get_actions(), np.float32).reshape(n, -1))
+        cols["rewards"].append(np.asarray(eps.get_rewards(), np.float32).reshape(n))
+        last = np.arange(n) == n - 1
+        cols["terminateds"].append(last & bool(eps.is_terminated))
+        cols["truncateds"].append(last & bool(eps.is_truncated))
+        cols["eps_id"].append(np.full(n, str(eps.id_)))
+        cols["t"].append(eps.t_started + np.arange(n, dtype=np.int64))
+        pid = eps.extra_model_outputs.get(schema.POLICY_ID)
+        cols["policy_id"].append(np.zeros(n, np.int64) if pid is None else
+                                 np.asarray(eps.get_extra_model_outputs(schema.POLICY_ID), np.int64).reshape(n))
+    if not cols["obs"]:
+        raise ValueError(f"{source}: no recorded episode with at least one step.")
+    arr = {k: np.concatenate(v) for k, v in cols.items()}
+    return Transitions(
+        **arr,
+        meta=schema.DatasetMeta(obs_layout=schema.ObsLayout(static=arr["obs"].shape[1]),
+                                num_policies=int(arr["policy_id"].max()) + 1),
+        source=source,
+    )
+
+
+def _read_episode_file(path: str, limit: int | None = None) -> Transitions:
+    import msgpack
+    import msgpack_numpy as mnp
+    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+    table = _read_one(path)
+    if EPISODE_COLUMN not in table.column_names:
+        raise ValueError(f"{path}: `input_read_episodes=True` expects RLlib's recorded episodes (an "
+                         f"'{EPISODE_COLUMN}' column of msgpack'd episodes); found columns {table.column_names}.")
+    items = table[EPISODE_COLUMN].to_pylist()[:limit]
+    episodes = [SingleAgentEpisode.from_state(msgpack.unpackb(item, object_hook=mnp.decode)) for item in items]
+    return episodes_to_transitions(episodes, source=path)
+
+
+def read_episodes(paths: str | os.PathLike | Sequence[str | os.PathLike], *, limit_per_file: int | None = None,
+                  **expected: Any) -> Transitions:
+    """RLlib-recorded episodes (``config.offline_data(output=..., output_write_episodes=True)``)
+    from parquet/JSON files, directories or URIs, as validated :class:`Transitions`."""
+    parts = []
+    for f in expand_paths(paths):
+        tr = _read_episode_file(f, limit_per_file)
+        if expected:
+            validate_transitions(tr, **expected)
+        parts.append(tr)
+    return parts[0] if len(parts) == 1 else Transitions.concat(parts)

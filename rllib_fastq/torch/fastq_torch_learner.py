@@ -175,8 +175,10 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         cfg = self.config
         out = dict(batch)
         actions = batch[Columns.ACTIONS]
-        pid = batch[schema.POLICY_ID].long().reshape(-1)
         bsz, d = actions.shape
+        # Recorded episodes (input_read_episodes) carry no policy_id unless the recorder wrote one.
+        pid = batch[schema.POLICY_ID].long().reshape(-1) if schema.POLICY_ID in batch else \
+            torch.zeros(bsz, dtype=torch.long, device=actions.device)
         if cfg.reward_weights is not None:
             rc = batch[schema.REWARD_COMPONENTS].float()
             out[Columns.REWARDS] = rc @ torch.as_tensor(cfg.reward_weights, dtype=rc.dtype, device=rc.device)
