@@ -19,4 +19,11 @@ def ray_session():
 
     init_local_ray(num_cpus=2, log_to_driver=False, configure_logging=False)
     yield ray
+    # Ray Data's dataset iterators (the streaming path, offline evaluation) report to Ray Data's
+    # stats actor when they are closed. Left to the interpreter's exit they close after
+    # `ray.shutdown()` and print a traceback ("Ray is not initialized") after pytest's summary:
+    # collect them while Ray is still up.
+    import gc
+
+    gc.collect()
     ray.shutdown()
