@@ -1,6 +1,7 @@
 """Speed of FAST-Q inside RLlib, as ratios against baselines run in the same process.
 
     python -m benchmarks.speed updates          # phase 1/2 updates/s vs a plain PyTorch TD3+BC loop
+    python -m benchmarks.speed user             # user view: 3-d Pendulum data, default br_dim vs plain TD3+BC
     python -m benchmarks.speed ingest           # build_algo() → first update, 100k and 1M rows
     python -m benchmarks.speed learners         # num_learners 1 vs 2 (CPU)
     python -m benchmarks.speed rllib            # RLlib's CQL and IQL updates/s on the same data
@@ -76,7 +77,7 @@ def bench_updates(path: str, steps: int, rounds: int) -> None:
     phase2.train()
     # FAST-Q's actor and critic read the 256-wide BR, not the 17-wide state: a plain loop on
     # 256-wide inputs does the same arithmetic, so it isolates the framework's overhead.
-    br = phase2.config.br_dim
+    br = phase2.get_module().fastq_config["br_dim"]  # br_dim "auto" resolved from the data
     wide = dict(tensors, obs=torch.randn(100_000, br), new_obs=torch.randn(100_000, br))
     p1, p2, plain, plain_wide, plain_fused = [], [], [], [], []
     for _ in range(rounds):  # alternate so that machine noise hits all alike
@@ -97,6 +98,40 @@ def bench_updates(path: str, steps: int, rounds: int) -> None:
     print(f"| FAST-Q phase 1 in RLlib (K=3, experts + adversary) | {m1:.0f} | | {m1 / mp:.2f} |")
     print(f"\nrounds={rounds}, steps/round={steps}; raw: phase1={np.round(p1)}, phase2={np.round(p2)}, "
           f"plain={np.round(plain)}, plain_wide={np.round(plain_wide)}, plain_fused={np.round(plain_fused)}")
+
+
+def bench_user_view(tmp: str, steps: int, rounds: int) -> None:
+    """What a user compares: the same 3-d Pendulum data and hidden sizes, FAST-Q (K=1, default
+    ``br_dim``, so the actor and critic read b(s) of the width the data gives) vs plain TD3+BC on s."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tests.pendulum_data import make_pendulum_dataset
+
+    data = make_pendulum_dataset(episodes=100, seed=0)  # 20k rows, obs 3, action 1
+    data.policy_id[:] = 0
+    data.meta = schema.DatasetMeta(obs_layout=schema.ObsLayout(static=3), num_policies=1)
+    path = os.path.join(tmp, "pendulum.parquet")
+    write_transitions(data, path, overwrite=True)
+    tensors = {"obs": torch.as_tensor(data.obs), "actions": torch.as_tensor(data.actions),
+               "rewards": torch.as_tensor(data.rewards), "new_obs": torch.as_tensor(data.new_obs),
+               "terminateds": torch.as_tensor(data.terminateds, dtype=torch.float32)}
+    algo = fastq_config(path, steps=steps, pretrain=steps).build_algo()
+    algo.train()  # phase 1, then the next call builds the phase-2 cache
+    algo.train()
+    br = algo.get_module().fastq_config["br_dim"]
+    fq, plain = [], []
+    for _ in range(rounds):  # alternate so that machine noise hits both alike
+        fq += timed_train(algo, 1)
+        plain.append(updates_per_second(tensors, HIDDENS, 256, steps))
+    algo.stop()
+    mf, mp = statistics.median(fq), statistics.median(plain)
+    print("\n| user view: Pendulum data (obs 3, action 1), batch 256, nets 256-256 | updates/s (median) "
+          "| vs plain |")
+    print("|---|---|---|")
+    print(f"| plain PyTorch TD3+BC on the 3-d state | {mp:.0f} | 1.00 |")
+    print(f"| FAST-Q phase 2 in RLlib, K=1, default br_dim (= {br}) | {mf:.0f} | {mf / mp:.2f} |")
+    print(f"\nrounds={rounds}, steps/round={steps}; raw: fastq={np.round(fq)}, plain={np.round(plain)}")
 
 
 def bench_ingest(tmp: str, sizes: list[int]) -> None:
@@ -181,7 +216,7 @@ def bench_rllib(path: str, steps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["updates", "ingest", "learners", "rllib"])
+    parser.add_argument("what", choices=["updates", "user", "ingest", "learners", "rllib"])
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sizes", default="100000,1000000")
@@ -194,6 +229,8 @@ def main() -> None:
         write_transitions(make_rows(100_000), path)
         if args.what == "updates":
             bench_updates(path, args.steps, args.rounds)
+        elif args.what == "user":
+            bench_user_view(tmp, args.steps, args.rounds)
         elif args.what == "ingest":
             bench_ingest(tmp, [int(s) for s in args.sizes.split(",")])
         elif args.what == "learners":
