@@ -78,7 +78,9 @@ class FastQConfig(AlgorithmConfig):
         #: Width of the static-feature MLP joined with the LSTM. Reference: 32.
         self.static_hidden = 32
         #: Variational dropout of the LSTM (inputs and hidden state, one mask per sequence).
-        self.lstm_dropout = 0.1
+        #: Default 0: the fused LSTM kernel; with dropout the LSTM must be unrolled step by step,
+        #: which made phase 1 several times slower on CPU. Reference: 0.1 (`.reference()`).
+        self.lstm_dropout = 0.0
         #: Hidden widths of each policy expert; the last is h_k. Reference: [256, 128].
         self.expert_hiddens: list[int] = [256, 128]
         #: Width of the balancing representation b_k (the actor's and critic's input). None = "auto":
@@ -210,10 +212,10 @@ class FastQConfig(AlgorithmConfig):
         # Offline evaluation ("eval_loss"): a phase-independent loss the evaluation runner can
         # compute (the training loss needs the learner's phase; rllib_fastq.torch.eval_loss).
         self.offline_loss_for_module_fn = offline_eval_loss
-    def training(
-        self,
         # fmt: on
 
+    def training(
+        self,
         *,
         trunk_hiddens: list[int] | None = NotProvided,
         lstm_hidden: int | None = NotProvided,
@@ -276,8 +278,10 @@ class FastQConfig(AlgorithmConfig):
         """The reference-faithful FAST-Q (docs/algorithm.md §3–§5): the "best" arm by the critic,
         ``argmax_k Q1(b_k(s), π(b_k(s)))``, and counterfactual exploration towards a uniformly
         drawn arm. Our defaults replace both (§8): the critic ranked arms at chance, and a uniform
-        arm makes the actor's exploration target the average of the arms."""
-        return self.training(arm_choice="critic", exploration_arm="uniform", serve_action="actor")
+        arm makes the actor's exploration target the average of the arms. It also restores the
+        reference's LSTM dropout (0.1; our default 0 keeps the fused LSTM kernel)."""
+        return self.training(arm_choice="critic", exploration_arm="uniform", serve_action="actor",
+                             lstm_dropout=0.1)
 
     # -- RLlib hooks ------------------------------------------------------------------------
 
@@ -336,10 +340,6 @@ class FastQConfig(AlgorithmConfig):
                 f"`lr` ({self.lr!r}) is not used by FAST-Q: it has one learning rate per part; set "
                 "`training(expert_lr=..., balancer_lr=..., critic_lr=..., actor_lr=..., arm_value_lr=...)` "
                 "(for a Tune search, sample those) and leave `lr` at None.")
-        if self.input_ and (self.observation_space is None or self.action_space is None) and not self.env:
-            obs_space, act_space = infer_spaces(self)
-            self.observation_space = self.observation_space or obs_space
-            self.action_space = self.action_space or act_space
         if self.input_read_method not in ("read_parquet", "read_json") or self.input_read_sample_batches:
             self._value_error(
                 "FAST-Q reads parquet or JSON-lines files (`input_read_method` 'read_parquet' or "
@@ -347,6 +347,10 @@ class FastQConfig(AlgorithmConfig):
                 f"episodes (`input_read_episodes=True`); got input_read_method={self.input_read_method!r}"
                 f"{', input_read_sample_batches=True' if self.input_read_sample_batches else ''}. Convert "
                 "the data (rllib_fastq.data.convert) or record it with `output_write_episodes=True`.")
+        if self.input_ and (self.observation_space is None or self.action_space is None) and not self.env:
+            obs_space, act_space = infer_spaces(self)
+            self.observation_space = self.observation_space or obs_space
+            self.action_space = self.action_space or act_space
         if self.in_memory_data and self.offline_data_class is None:
             self.offline_data_class = InMemoryOfflineData
         super().validate()
@@ -358,12 +362,12 @@ class FastQConfig(AlgorithmConfig):
                 err(f"`{name}` must be an integer >= {minimum}, got {v!r}.")
 
         positive_int("num_policies")
+        if self.br_dim is not None:
+            positive_int("br_dim")
         if self.pretrain_steps != "auto":
             positive_int("pretrain_steps", 0)
         positive_int("policy_freq")
         positive_int("exploration_ramp_steps")
-        if self.br_dim is not None:
-            positive_int("br_dim")
         positive_int("arm_value_ensemble")
         if self.arm_choice not in ARM_CHOICES:
             err(f"`arm_choice` must be one of {ARM_CHOICES}, got {self.arm_choice!r}.")

@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "trunk_hiddens": [],
     "lstm_hidden": 64,
     "static_hidden": 32,
-    "lstm_dropout": 0.1,
+    "lstm_dropout": 0.0,
     "expert_hiddens": [256, 128],
     "br_dim": None,  # None: resolve_br_dim from the observation space
     "adversary_hiddens": [512, 256],
