@@ -184,8 +184,12 @@ class FastQConfig(AlgorithmConfig):
         self.arm_value_ensemble = 5
         #: β: the "safe" choice ranks arms by mean − β · std over the ensemble.
         self.arm_choice_pessimism = 1.0
-        #: Arms the routing model gives less probability than this are never chosen ("safe").
-        self.arm_choice_min_propensity = 0.0
+        #: Arms the routing model gives less probability than this here are not chosen ("safe"):
+        #: the data's support. Mid-episode, the history tells which arm served the player and the
+        #: other arms' values there are extrapolations; this keeps the player on their arm (0
+        #: switched arms ~4 times per episode and lost up to 10 % on the aligned regime). Low enough
+        #: for routers that randomise 5 % of players over 3 arms (1.7 % per arm).
+        self.arm_choice_min_propensity = 0.002
         #: Discount of the Monte-Carlo returns the arm values regress on (1: the whole stay).
         self.arm_value_gamma = 1.0
         #: Learning rate of the arm values and the routing model ("arm_values" optimizer; phase 1).
@@ -193,10 +197,11 @@ class FastQConfig(AlgorithmConfig):
         #: The counterfactual (exploration) branch of the actor moves towards: "value" (the arm the
         #: "safe" choice picks for this state: fast-track exploration) or "uniform" (reference).
         self.exploration_arm = "value"
-        #: The action served for the chosen arm: "actor" (π(b_k(s)), improved by TD3+BC), "expert"
-        #: (â_k(s), the arm's cloned behaviour) or "supported" (the actor where the chosen arm is
-        #: the one the logs' router most likely used for this state, the clone elsewhere).
-        self.serve_action = "actor"
+        #: The action served for the chosen arm: "expert" (â_k(s), the arm's cloned behaviour),
+        #: "actor" (π(b_k(s)), TD3+BC's actor; the reference) or "supported" (the actor where the
+        #: chosen arm is the one the logs' router most likely used here, the clone elsewhere). On
+        #: the routing regimes the actor scored below the clone of the arm it acts for (BENCHMARKS.md).
+        self.serve_action = "expert"
 
         # -- RLlib settings with FAST-Q defaults --
         self._is_online = False  # env runners only evaluate

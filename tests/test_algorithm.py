@@ -94,7 +94,7 @@ def test_default_best_arm_is_the_safe_choice_over_arm_values(ray_session, synthe
     out = module.explain(obs, "best")
     with torch.no_grad():
         values, rho = module.arm_value_estimates(obs)
-    expected = safe_arm_choice(values, rho, pessimism=1.0)
+    expected = safe_arm_choice(values, rho, pessimism=1.0, min_propensity=0.002)
     assert torch.equal(out["policy_id"], expected)
     assert out["arm_values"].shape == (50, 3) and torch.allclose(out["routing_probabilities"].sum(-1),
                                                                    torch.ones(50))

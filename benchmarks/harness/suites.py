@@ -14,10 +14,10 @@ methods) runs in about 2 hours on the 2-core machine, one process at a time:
 
 - evaluation: 200 held-out players per run; the cards measure their reference values on 200 other
   players (``quick``: 20 players per run);
-- FAST-Q (defaults and reference preset): 3 iterations × 200 = 600 gradient steps, phase 1 = 250 of
-  them (the default ``pretrain_steps="auto"`` would be 1204 here: 10 passes over ~30.8k rows at batch
-  256, ~9 phase-1 steps/s on the LSTM trunk, i.e. ~2.5 min per FAST-Q run before phase 2 starts);
-- BC and TD3+BC (plain PyTorch, 128×128, batch 256): 600 gradient steps;
+- FAST-Q (defaults and reference preset): 12 iterations × 250 = 3000 gradient steps (the main job's
+  budget), phase 1 the default ``pretrain_steps="auto"`` (10 passes over the ~20–31k rows at batch
+  256, at least 1000 steps);
+- BC and TD3+BC (plain PyTorch, 128×128, batch 256): 3000 gradient steps, as FAST-Q;
 - RLlib BC / MARWIL (128×128, batch 256): 3 × 200 = 600 steps; RLlib IQL: 3 × 100 = 300 steps
   (~11 updates/s here); RLlib CQL is not run (~1 update/s; its older numbers stay in BENCHMARKS.md);
 - d3rlpy BC / TD3+BC / IQL / AWAC: 600 steps, CQL: 150 steps (~5 updates/s), all with 256×256
@@ -63,8 +63,8 @@ REGIMES = ("aligned", "misaligned", "feature-rule", "uniform", "low-overlap")
 
 FULL: dict[str, Any] = {
     "episodes": 200, "eval_seed": EVAL_SEED, "data_episodes": 1000, "card_eval_episodes": 200,
-    "fastq": {"iterations": 3, "steps_per_iter": 200, "pretrain_steps": 250},
-    "bc_steps": 600, "td3bc_steps": 600,
+    "fastq": {"iterations": 12, "steps_per_iter": 250, "pretrain_steps": None},
+    "bc_steps": 3000, "td3bc_steps": 3000,
     "rllib": {"iterations": 3, "steps_per_iter": 200},
     "rllib_iql": {"iterations": 3, "steps_per_iter": 100},
     "d3rlpy": {"steps": 600, "cql_steps": 150, "hidden": [256, 256], "batch_size": 256, "timeout_s": 900},

@@ -57,8 +57,8 @@ DEFAULTS: dict[str, Any] = {
     "arm_value_hiddens": [128, 128],
     "arm_value_ensemble": 5,
     "arm_choice_pessimism": 1.0,
-    "arm_choice_min_propensity": 0.0,
-    "serve_action": "actor",
+    "arm_choice_min_propensity": 0.002,
+    "serve_action": "expert",
 }
 
 
