@@ -20,14 +20,8 @@ from ray.rllib.offline.offline_data import OfflineData
 from rllib_fastq import _rllib_compat as compat
 from rllib_fastq.counterfactual.returns import bootstrap_weights, episode_starts, returns_to_go
 from rllib_fastq.data import schema
-from rllib_fastq.data.io import (
-    _read_one,
-    expand_paths,
-    parquet_file,
-    read_episodes,
-    read_transitions,
-    table_to_transitions,
-)
+from rllib_fastq.data.episodes import read_episodes
+from rllib_fastq.data.io import _read_one, expand_paths, parquet_file, read_transitions, table_to_transitions
 from rllib_fastq.data.transitions import Transitions
 from rllib_fastq.data.validation import expected_shapes
 

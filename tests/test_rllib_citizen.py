@@ -206,7 +206,7 @@ def _recorded_episodes(tmp_path, episodes: int = 4, length: int = 10) -> str:
 
 
 def test_rllib_recorded_episodes_become_transitions(tmp_path):
-    from rllib_fastq.data.io import read_episodes
+    from rllib_fastq.data.episodes import read_episodes
 
     tr = read_episodes([_recorded_episodes(tmp_path)])
     assert len(tr) == 40 and tr.obs.shape == (40, 3) and tr.actions.shape == (40, 2)

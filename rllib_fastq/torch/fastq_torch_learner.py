@@ -1,5 +1,8 @@
 """FAST-Q's torch learner: the two phases' losses, one optimizer per part, per-step targets.
 
+Why this module is long: both phases' losses, the in-memory update loop and the all-reduce share
+the learner's state (phase counter, sampler, optimizers), as RLlib's own learners keep theirs.
+
 Gradient isolation makes one backward pass of the summed loss correct:
 - phase 1: the adversary minimises L_adv while the GRL hands trunk, experts and BR −λ·∂L_adv;
 - phase 2: experts and BR are frozen (no graph), the TD target carries no gradient, and the
@@ -175,10 +178,8 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         cfg = self.config
         out = dict(batch)
         actions = batch[Columns.ACTIONS]
+        pid = batch.get(schema.POLICY_ID, actions.new_zeros(len(actions))).long().reshape(-1)  # episodes: arm 0
         bsz, d = actions.shape
-        # Recorded episodes (input_read_episodes) carry no policy_id unless the recorder wrote one.
-        pid = batch[schema.POLICY_ID].long().reshape(-1) if schema.POLICY_ID in batch else \
-            torch.zeros(bsz, dtype=torch.long, device=actions.device)
         if cfg.reward_weights is not None:
             rc = batch[schema.REWARD_COMPONENTS].float()
             out[Columns.REWARDS] = rc @ torch.as_tensor(cfg.reward_weights, dtype=rc.dtype, device=rc.device)
