@@ -6,6 +6,7 @@ its documentation and validation) beside the algorithm that reads it.
 
 from __future__ import annotations
 
+import copy
 import logging
 import pathlib
 from typing import Any
@@ -35,18 +36,14 @@ from rllib_fastq import _rllib_compat as compat
 from rllib_fastq.counterfactual import ARM_CHOICES, SERVE_ACTIONS
 from rllib_fastq.data import schema
 from rllib_fastq.data_setup import InMemoryOfflineData, infer_spaces, prepare_offline_data
+from rllib_fastq.defaults import MODEL_DEFAULTS
 from rllib_fastq.fastq_learner import ADVERSARY_TARGETS, POLICY_SAMPLING
 from rllib_fastq.torch.eval_loss import offline_eval_loss
 
 logger = logging.getLogger(__name__)
 
 # Fields whose value changes the networks: auto-included into `model_config`.
-_MODEL_FIELDS = (
-    "num_policies", "trunk_hiddens", "lstm_hidden", "static_hidden", "lstm_dropout",
-    "expert_hiddens", "br_dim", "adversary_hiddens", "actor_hiddens", "critic_hiddens",
-    "grl_lambda", "default_policy", "bc_through_balancer", "arm_choice", "arm_value_hiddens",
-    "arm_value_ensemble", "arm_choice_pessimism", "arm_choice_min_propensity", "serve_action",
-)
+_MODEL_FIELDS = tuple(MODEL_DEFAULTS)
 
 
 class FastQConfig(AlgorithmConfig):
@@ -72,39 +69,39 @@ class FastQConfig(AlgorithmConfig):
         # fmt: off
         # -- networks (docs/algorithm.md §3) --
         #: MLP widths of the trunk for flat observations; [] feeds the normalised state to the experts.
-        self.trunk_hiddens: list[int] = []
+        self.trunk_hiddens: list[int] = copy.deepcopy(MODEL_DEFAULTS["trunk_hiddens"])
         #: LSTM width of the trunk for dict observations (temporal window). Reference: 64.
-        self.lstm_hidden = 64
+        self.lstm_hidden = MODEL_DEFAULTS["lstm_hidden"]
         #: Width of the static-feature MLP joined with the LSTM. Reference: 32.
-        self.static_hidden = 32
+        self.static_hidden = MODEL_DEFAULTS["static_hidden"]
         #: Variational dropout of the LSTM (inputs and hidden state, one mask per sequence).
         #: Default 0: the fused LSTM kernel; with dropout the LSTM must be unrolled step by step,
         #: which made phase 1 several times slower on CPU. Reference: 0.1 (`.reference()`).
-        self.lstm_dropout = 0.0
+        self.lstm_dropout = MODEL_DEFAULTS["lstm_dropout"]
         #: Hidden widths of each policy expert; the last is h_k. Reference: [256, 128].
-        self.expert_hiddens: list[int] = [256, 128]
+        self.expert_hiddens: list[int] = copy.deepcopy(MODEL_DEFAULTS["expert_hiddens"])
         #: Width of the balancing representation b_k (the actor's and critic's input). None = "auto":
         #: min(256, 2 × the state width) for flat states (the reference's single-policy variant),
         #: 256 for dict states. Reference (gaming): 256.
-        self.br_dim: int | None = None
+        self.br_dim: int | None = MODEL_DEFAULTS["br_dim"]
         #: Hidden widths of the adversary classifier (outputs K logits). Reference: [512, 256].
-        self.adversary_hiddens: list[int] = [512, 256]
+        self.adversary_hiddens: list[int] = copy.deepcopy(MODEL_DEFAULTS["adversary_hiddens"])
         #: Hidden widths of the actor. Reference: [256, 256] (D4RL), [512, 256] (gaming).
-        self.actor_hiddens: list[int] = [256, 256]
+        self.actor_hiddens: list[int] = copy.deepcopy(MODEL_DEFAULTS["actor_hiddens"])
         #: Hidden widths of each twin critic.
-        self.critic_hiddens: list[int] = [256, 256]
+        self.critic_hiddens: list[int] = copy.deepcopy(MODEL_DEFAULTS["critic_hiddens"])
         #: Expert action heads read b_k instead of h_k, so BC also trains the BR. None: only for K = 1.
-        self.bc_through_balancer: bool | None = None
+        self.bc_through_balancer: bool | None = MODEL_DEFAULTS["bc_through_balancer"]
 
         # -- arms and phase 1 (docs/algorithm.md §4) --
         #: K, the number of logging policies (arms); `policy_id` must lie in [0, K). 1 = plain offline RL.
-        self.num_policies = 1
+        self.num_policies = MODEL_DEFAULTS["num_policies"]
         #: Gradient steps of phase 1 (experts + balancing) before phase 2. Reference: 100 epochs.
         #: "auto": 10 passes' worth of batches over the data, clipped to [1,000, 10,000] (what the
         #: experts, the balancing and the arm values need; phase 2 then starts within a short run).
         self.pretrain_steps: int | str = "auto"
         #: λ of the gradient-reversal layer. Reference: 0.1.
-        self.grl_lambda = 0.1
+        self.grl_lambda = MODEL_DEFAULTS["grl_lambda"]
         #: Adversary label: "expert_index" (b_k → k, reference) or "logged_policy" (b_k → policy_id).
         self.adversary_target = "expert_index"
         #: Phase-1 batch balance: "inverse_frequency" (arms equally likely), "uniform" (rows equally
@@ -167,7 +164,7 @@ class FastQConfig(AlgorithmConfig):
         #: so a phase-2 step costs what TD3+BC costs. In-memory data only.
         self.cache_representations = True
         #: Arm used at inference when a request names none: an arm index or "best" (docs/algorithm.md §5).
-        self.default_policy: int | str = "best"
+        self.default_policy: int | str = MODEL_DEFAULTS["default_policy"]
         #: Intra-op torch threads per learner; None = `num_cpus_per_learner` (1 when "auto"). Left to
         #: torch's default, learners and Ray workers oversubscribe small machines (a 3 s iteration
         #: took 56–152 s on 2 cores).
@@ -177,19 +174,19 @@ class FastQConfig(AlgorithmConfig):
         #: How the "best" arm is chosen: "safe" (pessimistic arm values with a fallback to the
         #: router's likeliest arm), "greedy" (argmax of the mean arm value) or "critic" (reference:
         #: argmax_k Q1(b_k(s), π(b_k(s))), which ranked arms at chance in our measurements).
-        self.arm_choice = "safe"
+        self.arm_choice = MODEL_DEFAULTS["arm_choice"]
         #: Hidden widths of each arm-value ensemble member (and the routing model's first width).
-        self.arm_value_hiddens: list[int] = [128, 128]
+        self.arm_value_hiddens: list[int] = copy.deepcopy(MODEL_DEFAULTS["arm_value_hiddens"])
         #: Ensemble members of the arm values; their spread is the arm choice's uncertainty.
-        self.arm_value_ensemble = 5
+        self.arm_value_ensemble = MODEL_DEFAULTS["arm_value_ensemble"]
         #: β: the "safe" choice ranks arms by mean − β · std over the ensemble.
-        self.arm_choice_pessimism = 1.0
+        self.arm_choice_pessimism = MODEL_DEFAULTS["arm_choice_pessimism"]
         #: Arms the routing model gives less probability than this here are not chosen ("safe"):
         #: the data's support. Mid-episode, the history tells which arm served the player and the
         #: other arms' values there are extrapolations; this keeps the player on their arm (0
         #: switched arms ~4 times per episode and lost up to 10 % on the aligned regime). Low enough
         #: for routers that randomise 5 % of players over 3 arms (1.7 % per arm).
-        self.arm_choice_min_propensity = 0.002
+        self.arm_choice_min_propensity = MODEL_DEFAULTS["arm_choice_min_propensity"]
         #: Discount of the Monte-Carlo returns the arm values regress on (1: the whole stay).
         self.arm_value_gamma = 1.0
         #: Learning rate of the arm values and the routing model ("arm_values" optimizer; phase 1).
@@ -201,7 +198,7 @@ class FastQConfig(AlgorithmConfig):
         #: "actor" (π(b_k(s)), TD3+BC's actor; the reference) or "supported" (the actor where the
         #: chosen arm is the one the logs' router most likely used here, the clone elsewhere). On
         #: the routing regimes the actor scored below the clone of the arm it acts for (BENCHMARKS.md).
-        self.serve_action = "expert"
+        self.serve_action = MODEL_DEFAULTS["serve_action"]
 
         # -- RLlib settings with FAST-Q defaults --
         self._is_online = False  # env runners only evaluate

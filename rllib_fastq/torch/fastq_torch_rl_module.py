@@ -16,6 +16,7 @@ from torch import nn
 
 from rllib_fastq.counterfactual import safe_arm_choice
 from rllib_fastq.data import schema
+from rllib_fastq.defaults import DERIVED_MODEL_DEFAULTS, MODEL_DEFAULTS
 from rllib_fastq.torch.distributions import FastQDeterministic
 from rllib_fastq.torch.networks import (
     Actor,
@@ -37,29 +38,7 @@ ADVERSARY_LOGITS = "adversary_logits"  # G(GRL(b_k(s))), [B, K, K]
 ARM_VALUES = "arm_values"  # V_{e,k}(s) of every ensemble member e and arm k, [B, E, K]
 ROUTING_LOGITS = "routing_logits"  # logits of the routing model ρ(k | s), [B, K]
 
-DEFAULTS: dict[str, Any] = {
-    "num_policies": 1,
-    "trunk_hiddens": [],
-    "lstm_hidden": 64,
-    "static_hidden": 32,
-    "lstm_dropout": 0.0,
-    "expert_hiddens": [256, 128],
-    "br_dim": None,  # None: resolve_br_dim from the observation space
-    "adversary_hiddens": [512, 256],
-    "actor_hiddens": [256, 256],
-    "critic_hiddens": [256, 256],
-    "num_decomposed": 0,
-    "decomposed_names": [],
-    "grl_lambda": 0.1,
-    "default_policy": "best",
-    "bc_through_balancer": None,
-    "arm_choice": "safe",
-    "arm_value_hiddens": [128, 128],
-    "arm_value_ensemble": 5,
-    "arm_choice_pessimism": 1.0,
-    "arm_choice_min_propensity": 0.002,
-    "serve_action": "expert",
-}
+DEFAULTS: dict[str, Any] = {**MODEL_DEFAULTS, **DERIVED_MODEL_DEFAULTS}
 
 
 def resolve_br_dim(br_dim: int | None, observation_space: gym.Space) -> int:
