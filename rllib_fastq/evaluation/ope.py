@@ -1,0 +1,441 @@
+"""Off-policy evaluation from logs alone (issue 36): what a policy would score, with a confidence
+interval, before it is deployed, and what the logged routing scores now.
+
+The quantity is the one ``fastq evaluate --env`` measures online: the mean **undiscounted episode
+return** from the logs' initial states. The estimators (numpy/torch, no Ray):
+
+- :func:`logged_value`: the logged routing's own value, the mean return of the logged episodes
+  ("what you run now"), with a bootstrap-over-episodes 95 % interval.
+- :func:`arm_choice_dr`: the doubly-robust value of an **arm-choice** policy. A player's arm is
+  drawn once, on arrival, so at the arm level the logs are a contextual bandit with context
+  ``s_i`` (the episode's first state), action ``p_i`` (the logged arm), reward ``G_i`` (the return)::
+
+      DR_i = Σ_k π(k|s_i) q̂(s_i, k)  +  π(p_i|s_i) / μ(p_i|s_i) · (G_i − q̂(s_i, p_i))
+
+  ``μ`` is the router's propensity of the logged arm (the logs' ``policy_propensity`` column when
+  present, else the module's routing model ρ), ``q̂`` the arm values at the first state (FAST-Q's
+  ensemble mean, or a per-arm ridge regression, :func:`fit_ridge_arm_values`). The estimate is the
+  mean of ``DR_i``; the direct-method (first sum) and IPW (``q̂ = 0``) parts are reported too. It
+  values the arm choice followed by **the arm's logged behaviour** within the episode: FAST-Q's
+  served policy when ``serve_action="expert"`` (the chosen arm's cloned action), and "arm k as a
+  policy" for a constant target (logged with the arm's exploration noise).
+- :func:`balanced_dr`: the same with Kallus, Saito & Uehara's (ICML 2021) balanced weights for logs
+  pooled from several loggers ``r`` (each with its own router ``μ_r`` and ``n_r`` episodes):
+  ``π(p_i|s_i) / Σ_r (n_r/n) μ_r(p_i|s_i)``. It needs every logger's propensity of every logged
+  arm; with one logger it is :func:`arm_choice_dr`. (The player-platform logs come from one router,
+  so :func:`estimate_policy_value` reports the one-logger DR and the per-arm values.)
+- :func:`fqe`: fitted Q evaluation (Le et al., 2019) of a continuous policy ``policy_fn(flat obs)
+  -> actions`` on the logged transitions, for a served action that is not the logged behaviour
+  (``serve_action="actor"``). A small MLP ``Q(s, a)`` (one output per target: the reward and each
+  reward component) is trained by TD with the policy's next actions and a slowly tracking target
+  network. Episode ends (terminated or truncated) stop the bootstrap: the value of the *episode*.
+  With ``gamma == 1`` ``mean Q(s_0, π(s_0))`` estimates the undiscounted episode return; with
+  ``gamma < 1`` it is the **discounted** value (``result["discounted"] = True``), comparable with
+  the logs' mean discounted return (reported beside it), not with the undiscounted one.
+
+Every interval is a percentile bootstrap over episodes with the fitted ``q̂`` (or FQE's Q) held
+fixed: it leaves out the model's fitting noise, so it is too narrow where ``q̂`` is poor and the
+IPW correction is small (few episodes on the target arm).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from rllib_fastq.data.transitions import Transitions
+
+# -- episodes -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class EpisodeTable:
+    """One row per logged episode (its first logged row gives the state, arm and propensity)."""
+
+    first_obs: np.ndarray  # [n, d] flat
+    arm: np.ndarray  # [n] logged arm
+    propensity: np.ndarray | None  # [n] μ(arm | first state), None if the logs have no column
+    returns: np.ndarray  # [n] undiscounted return (reward_weights applied when given)
+    components: np.ndarray | None  # [n, C] per-component undiscounted returns
+    component_names: list[str]
+    first_row: np.ndarray  # [n] index of the first row in the transitions
+    episode_of_row: np.ndarray  # [N] episode index of each transition row
+
+    def __len__(self) -> int:
+        return int(self.returns.shape[0])
+
+
+def scalar_rewards(tr: Transitions, reward_weights: Sequence[float] | None = None) -> np.ndarray:
+    """The per-row reward: the logged one, or ``Σ_j w_j r_j`` over the reward components."""
+    if reward_weights is None:
+        return np.asarray(tr.rewards, np.float64)
+    if tr.reward_components is None:
+        raise ValueError("reward_weights: the logs have no reward_components column to weight")
+    w = np.asarray(reward_weights, np.float64)
+    if w.shape != (tr.reward_components.shape[1],):
+        raise ValueError(f"reward_weights: expected {tr.reward_components.shape[1]} weights (one per "
+                         f"reward component), got {w.shape[0] if w.ndim == 1 else w.shape}")
+    return tr.reward_components.astype(np.float64) @ w
+
+
+def component_names(tr: Transitions) -> list[str]:
+    c = tr.num_reward_components or 0
+    names = list(tr.meta.reward_component_names or [])
+    return names if len(names) == c else [f"component_{j}" for j in range(c)]
+
+
+def episodes_from_transitions(tr: Transitions, reward_weights: Sequence[float] | None = None) -> EpisodeTable:
+    """Group the transitions by ``eps_id``: first state (smallest ``t``), arm, propensity, returns."""
+    if len(tr) == 0:
+        raise ValueError("logs: no transitions")
+    _, ep = np.unique(tr.eps_id, return_inverse=True)
+    n = int(ep.max()) + 1
+    order = np.lexsort((np.asarray(tr.t), ep))  # by episode, then time
+    first = order[np.r_[0, np.flatnonzero(np.diff(ep[order])) + 1]]
+    first = first[np.argsort(ep[first])]  # first[i] is episode i's first row
+    r = scalar_rewards(tr, reward_weights)
+    comps = None
+    if tr.reward_components is not None:
+        rc = tr.reward_components.astype(np.float64)
+        comps = np.stack([np.bincount(ep, weights=rc[:, j], minlength=n) for j in range(rc.shape[1])], 1)
+    prop = None
+    if tr.policy_propensity is not None:
+        prop = np.asarray(tr.policy_propensity, np.float64)[first]
+        if not np.all(np.isfinite(prop) & (prop > 0)):
+            prop = None  # a partial or broken column: estimate instead
+    return EpisodeTable(first_obs=np.asarray(tr.obs, np.float32)[first], arm=np.asarray(tr.policy_id)[first],
+                        propensity=prop, returns=np.bincount(ep, weights=r, minlength=n), components=comps,
+                        component_names=component_names(tr), first_row=first, episode_of_row=ep)
+
+
+# -- bootstrap ----------------------------------------------------------------------------------
+
+
+def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> list[float]:
+    """Percentile bootstrap interval of the mean of ``values`` [n] (resampling episodes)."""
+    v = np.asarray(values, np.float64)
+    if v.size == 0:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for lo in range(0, n_boot, 200):  # chunks keep memory at 200·n
+        idx = rng.integers(0, v.size, size=(min(200, n_boot - lo), v.size))
+        means[lo:lo + idx.shape[0]] = v[idx].mean(1)
+    return [float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))]
+
+
+def logged_value(returns: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The logged routing's value: mean episode return with its bootstrap interval."""
+    r = np.asarray(returns, np.float64)
+    return {"estimate": float(r.mean()), "ci": bootstrap_ci(r, n_boot=n_boot, seed=seed), "episodes": int(r.size)}
+
+
+# -- arm-level doubly robust --------------------------------------------------------------------
+
+
+def target_probabilities(target: Any, n: int, num_arms: int) -> np.ndarray:
+    """``π(k | s_i)`` [n, K] from an arm index, arms [n] or probabilities [n, K]."""
+    t = np.asarray(target)
+    if t.ndim == 2:
+        if t.shape != (n, num_arms):
+            raise ValueError(f"target probabilities: expected shape {(n, num_arms)}, got {t.shape}")
+        return t.astype(np.float64)
+    arms = np.broadcast_to(t.astype(np.int64), (n,))
+    if arms.min() < 0 or arms.max() >= num_arms:
+        raise ValueError(f"target arm: expected arms in [0, {num_arms}), got {int(arms.min())}..{int(arms.max())}")
+    return np.eye(num_arms)[arms]
+
+
+def dr_terms(q_hat: np.ndarray, arm: np.ndarray, returns: np.ndarray, propensity: np.ndarray,
+             target: Any) -> dict[str, np.ndarray]:
+    """Per-episode terms: ``dm`` (Σ_k π q̂), ``ipw`` (π/μ · G), ``dr`` (dm + π/μ · (G − q̂(s, p)))."""
+    q_hat = np.asarray(q_hat, np.float64)
+    n, k = q_hat.shape
+    pi = target_probabilities(target, n, k)
+    rows = np.arange(n)
+    arm = np.asarray(arm, np.int64)
+    w = pi[rows, arm] / np.asarray(propensity, np.float64)
+    g = np.asarray(returns, np.float64)
+    dm = (pi * q_hat).sum(1)
+    return {"dm": dm, "ipw": w * g, "dr": dm + w * (g - q_hat[rows, arm]), "weights": w}
+
+
+def arm_choice_dr(q_hat: np.ndarray, arm: np.ndarray, returns: np.ndarray, propensity: np.ndarray,
+                  target: Any, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Doubly-robust value of the arm choice ``target`` (arm, arms [n] or probabilities [n, K]),
+    with its bootstrap interval and the direct-method and IPW parts."""
+    t = dr_terms(q_hat, arm, returns, propensity, target)
+    return {"estimate": float(t["dr"].mean()), "ci": bootstrap_ci(t["dr"], n_boot=n_boot, seed=seed),
+            "direct_method": float(t["dm"].mean()), "ipw": float(t["ipw"].mean()),
+            "correction": float((t["dr"] - t["dm"]).mean()),
+            "matched_episodes": int((t["weights"] > 0).sum()), "max_weight": float(t["weights"].max())}
+
+
+def balanced_dr(q_hat: np.ndarray, arm: np.ndarray, returns: np.ndarray, target: Any,
+                logger_probs: np.ndarray, logger_counts: Sequence[int], *, n_boot: int = 1000,
+                seed: int = 0) -> dict[str, Any]:
+    """DR with Kallus et al.'s balanced weights for logs pooled from R loggers:
+    ``w_i = π(p_i|s_i) / Σ_r (n_r/n) μ_r(p_i|s_i)``, ``logger_probs`` [R, n, K] every logger's
+    arm probabilities at every episode's first state, ``logger_counts`` [R] their episode counts."""
+    q_hat = np.asarray(q_hat, np.float64)
+    n, k = q_hat.shape
+    mu = np.asarray(logger_probs, np.float64)
+    share = np.asarray(logger_counts, np.float64) / float(np.sum(logger_counts))
+    rows, arm = np.arange(n), np.asarray(arm, np.int64)
+    pooled = np.einsum("r,rn->n", share, mu[:, rows, arm])  # the mixture's propensity of the logged arm
+    return arm_choice_dr(q_hat, arm, returns, pooled, target, n_boot=n_boot, seed=seed)
+
+
+# -- direct-method model without a module ------------------------------------------------------
+
+
+def fit_ridge_arm_values(x: np.ndarray, arm: np.ndarray, y: np.ndarray, num_arms: int,
+                         lam: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
+    """Per-arm ridge regression of ``y`` [n] or [n, M] on standardised ``x`` [n, d] (with a bias):
+    returns ``predict(x) -> [n, K]`` (or [n, K, M]). An arm without episodes predicts the mean."""
+    x = np.asarray(x, np.float64)
+    y2 = np.asarray(y, np.float64).reshape(len(x), -1)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+
+    def feats(z: np.ndarray) -> np.ndarray:
+        z = (np.asarray(z, np.float64) - mean) / std
+        return np.concatenate([z, np.ones((len(z), 1))], 1)
+
+    f = feats(x)
+    reg = lam * np.eye(f.shape[1])
+    reg[-1, -1] = 0.0  # no penalty on the bias
+    coefs = []
+    for k in range(num_arms):
+        sel = np.asarray(arm) == k
+        if sel.sum() < 2:
+            c = np.zeros((f.shape[1], y2.shape[1]))
+            c[-1] = y2.mean(0)
+        else:
+            c = np.linalg.solve(f[sel].T @ f[sel] + reg, f[sel].T @ y2[sel])
+        coefs.append(c)
+    w = np.stack(coefs, 1)  # [d+1, K, M]
+    squeeze = np.asarray(y).ndim == 1
+
+    def predict(z: np.ndarray) -> np.ndarray:
+        out = np.einsum("nd,dkm->nkm", feats(z), w)
+        return out[..., 0] if squeeze else out
+
+    return predict
+
+
+# -- fitted Q evaluation ------------------------------------------------------------------------
+
+
+def fqe(obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, new_obs: np.ndarray, dones: np.ndarray,
+        first_obs: np.ndarray, policy_fn: Callable[[np.ndarray], np.ndarray], *, gamma: float,
+        steps: int = 2000, hidden: int = 64, lr: float = 1e-3, batch_size: int = 256, tau: float = 0.01,
+        seed: int = 0, n_boot: int = 1000) -> dict[str, Any]:
+    """Fitted Q evaluation of ``policy_fn`` (flat obs [B, d] → actions [B, d_a], deterministic).
+
+    ``rewards`` [N] or [N, M] (several targets, e.g. reward and components: one net, one output
+    each; TD is linear in the reward). Returns ``values`` [M] = mean over first states of
+    ``Q(s_0, π(s_0))``, their bootstrap intervals, ``gamma`` and ``discounted`` (gamma < 1).
+    """
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    r = torch.as_tensor(np.asarray(rewards, np.float32).reshape(len(obs), -1))
+    m = r.shape[1]
+    s = torch.as_tensor(np.asarray(obs, np.float32))
+    s2 = torch.as_tensor(np.asarray(new_obs, np.float32))
+    a = torch.as_tensor(np.asarray(actions, np.float32)).reshape(len(obs), -1)
+    d = torch.as_tensor(np.asarray(dones, np.float32)).reshape(-1, 1)
+    s0 = torch.as_tensor(np.asarray(first_obs, np.float32))
+
+    def act(x: torch.Tensor) -> torch.Tensor:  # the policy's actions, computed once
+        return torch.cat([torch.as_tensor(np.asarray(policy_fn(x[i:i + 4096].numpy()), np.float32))
+                          .reshape(len(x[i:i + 4096]), -1) for i in range(0, len(x), 4096)])
+
+    a2, a0 = act(s2), act(s0)
+    mu, sd = s.mean(0), s.std(0) + 1e-6
+    r_scale = r.abs().mean(0).clamp(min=1e-6)  # rewards of order 1 for the net; undone at the end
+    net = torch.nn.Sequential(torch.nn.Linear(s.shape[1] + a.shape[1], hidden), torch.nn.ReLU(),
+                              torch.nn.Linear(hidden, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, m))
+    target_net = copy.deepcopy(net)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+
+    def q(model: torch.nn.Module, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return model(torch.cat([(x - mu) / sd, u], -1))
+
+    losses = []
+    for _ in range(steps):
+        i = torch.randint(0, len(s), (batch_size,), generator=g)
+        with torch.no_grad():
+            y = r[i] / r_scale + gamma * (1 - d[i]) * q(target_net, s2[i], a2[i])
+        loss = (q(net, s[i], a[i]) - y).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        with torch.no_grad():
+            for p, tp in zip(net.parameters(), target_net.parameters()):
+                tp.mul_(1 - tau).add_(tau * p)
+    with torch.no_grad():
+        v0 = (q(net, s0, a0) * r_scale).numpy().astype(np.float64)  # [n, M]
+    return {"values": v0.mean(0).tolist(), "cis": [bootstrap_ci(v0[:, j], n_boot=n_boot, seed=seed)
+                                                   for j in range(m)],
+            "gamma": float(gamma), "discounted": bool(gamma < 1.0), "steps": int(steps),
+            "final_td_loss": float(np.mean(losses[-100:]))}
+
+
+def discounted_returns(tr: Transitions, ep: EpisodeTable, rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """Per-episode discounted return ``Σ_t γ^(t − t_0) r_t`` [n] or [n, M]."""
+    t = np.asarray(tr.t, np.float64)
+    t0 = t[ep.first_row][ep.episode_of_row]
+    disc = gamma ** (t - t0)
+    r = np.asarray(rewards, np.float64).reshape(len(tr), -1) * disc[:, None]
+    out = np.stack([np.bincount(ep.episode_of_row, weights=r[:, j], minlength=len(ep)) for j in range(r.shape[1])], 1)
+    return out[:, 0] if np.asarray(rewards).ndim == 1 else out
+
+
+# -- the module's side ---------------------------------------------------------------------------
+
+
+def _module_obs(module: Any, x: np.ndarray) -> Any:
+    layout = module.layout
+    if layout.temporal is None:
+        return torch.as_tensor(x, dtype=torch.float32)
+    return {k: torch.as_tensor(v) for k, v in layout.unflatten(x).items()}
+
+
+def module_arm_values(module: Any, first_obs: np.ndarray, policy_id: Any = "best") -> dict[str, np.ndarray]:
+    """The module at the first states: ``q_hat`` [n, K] (ensemble mean), ``routing`` ρ [n, K] and
+    the arm ``chosen`` [n] by ``choose_arms(obs, policy_id)``."""
+    with torch.no_grad():
+        obs = _module_obs(module, first_obs)
+        values, rho = module.arm_value_estimates(obs)
+        chosen = module.choose_arms(obs, policy_id)["policy_id"]
+    return {"q_hat": values.mean(1).double().numpy(), "routing": rho.double().numpy(),
+            "chosen": chosen.long().numpy()}
+
+
+def module_policy_fn(module: Any, policy_id: Any = "best") -> Callable[[np.ndarray], np.ndarray]:
+    """Flat obs → the module's served actions (``forward_inference``)."""
+    def act(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out = module.forward_inference({"obs": _module_obs(module, x),
+                                            **({} if policy_id == "best" or policy_id is None else
+                                               {"policy_id": torch.full((len(x),), int(policy_id))})})
+        return out["actions"].numpy()
+    return act
+
+
+def _load(module_or_checkpoint: Any) -> tuple[Any, dict[str, Any]]:
+    if not isinstance(module_or_checkpoint, (str, bytes)) and not hasattr(module_or_checkpoint, "__fspath__"):
+        return module_or_checkpoint, {}
+    from rllib_fastq.checkpoints import load_module, run_info
+
+    ck = str(module_or_checkpoint)
+    return load_module(ck), run_info(ck)
+
+
+def _read_logs(logs: Any) -> Transitions:
+    if isinstance(logs, Transitions):
+        return logs
+    from rllib_fastq.data.io import read_transitions
+
+    return read_transitions(logs)
+
+
+# -- the public function --------------------------------------------------------------------------
+
+
+def estimate_policy_value(module_or_checkpoint: Any, logs: Any, *, reward_weights: Sequence[float] | None = None,
+                          policy_id: Any = "best", method: str = "auto", gamma: float | None = None,
+                          fqe_steps: int = 2000, n_boot: int = 1000, seed: int = 0,
+                          ridge_lambda: float = 1.0) -> dict[str, Any]:
+    """Off-policy value of a FAST-Q module's served policy from ``logs`` (paths or Transitions).
+
+    ``method``: ``"dr"`` the arm choice's doubly-robust value (the served policy when
+    ``serve_action="expert"``), ``"fqe"`` fitted Q evaluation of the served actions, ``"auto"`` (DR
+    for ``serve_action="expert"``, else FQE). ``policy_id``: ``"best"`` (the module's arm choice) or
+    an arm. ``reward_weights``: value of ``Σ_j w_j r_j`` instead of the logged reward (then ``q̂`` is
+    the ridge model, as the module's arm values were fitted to the logged reward).
+
+    Returns ``estimate``, ``ci``, ``logged_routing``, ``logged_routing_ci``, ``components`` (name →
+    value), ``method``, ``propensities`` (``"logged"`` or ``"estimated"``: the module's routing
+    model), and the details: ``dr`` (direct-method part, IPW, correction), ``per_arm`` (each arm
+    as a policy, DR), ``chosen_arm_share``, ``fqe`` when run.
+    """
+    if method not in ("auto", "dr", "fqe"):
+        raise ValueError(f"method: expected 'auto', 'dr' or 'fqe', got {method!r}")
+    module, info = _load(module_or_checkpoint)
+    tr = _read_logs(logs)
+    ep = episodes_from_transitions(tr, reward_weights)
+    k = int(module.num_policies)
+    if int(ep.arm.max()) >= k:
+        raise ValueError(f"logs: arm {int(ep.arm.max())} in policy_id, the module has {k} arms")
+    mv = module_arm_values(module, ep.first_obs, policy_id)
+    if ep.propensity is not None:
+        prop, prop_src = ep.propensity, "logged"
+    else:
+        prop, prop_src = mv["routing"][np.arange(len(ep)), ep.arm], "estimated"
+    names = ep.component_names
+    ridge_targets = ep.returns[:, None] if ep.components is None else np.column_stack([ep.returns, ep.components])
+    ridge = fit_ridge_arm_values(ep.first_obs, ep.arm, ridge_targets, k, lam=ridge_lambda)(ep.first_obs)  # [n, K, M]
+    q_hat = mv["q_hat"] if reward_weights is None else ridge[..., 0]
+    target = mv["chosen"]
+    dr = arm_choice_dr(q_hat, ep.arm, ep.returns, prop, target, n_boot=n_boot, seed=seed)
+    arm_names = list(tr.meta.extra.get("arm_names") or [])[:k]
+    arm_names = arm_names if len(arm_names) == k else [str(j) for j in range(k)]
+    per_arm = {arm_names[j]: arm_choice_dr(q_hat, ep.arm, ep.returns, prop, j, n_boot=n_boot, seed=seed)
+               for j in range(k)}
+    comps = {n: arm_choice_dr(ridge[..., 1 + j], ep.arm, ep.components[:, j], prop, target,
+                              n_boot=n_boot, seed=seed)["estimate"] for j, n in enumerate(names)}
+    logged = logged_value(ep.returns, n_boot=n_boot, seed=seed)
+    serve_action = getattr(module, "serve_action", "expert")
+    use = method if method != "auto" else ("dr" if serve_action == "expert" else "fqe")
+    out: dict[str, Any] = {
+        "estimate": dr["estimate"], "ci": dr["ci"],
+        "logged_routing": logged["estimate"], "logged_routing_ci": logged["ci"],
+        "components": comps, "method": "dr-arm-choice", "propensities": prop_src,
+        "episodes": len(ep), "policy_id": policy_id, "serve_action": serve_action, "dr": dr,
+        "per_arm": per_arm,
+        "chosen_arm_share": {arm_names[j]: float((target == j).mean()) for j in range(k)},
+        "logged_arm_share": {arm_names[j]: float((ep.arm == j).mean()) for j in range(k)},
+        "logged_routing_components": {n: float(ep.components[:, j].mean()) for j, n in enumerate(names)},
+    }
+    if use == "fqe":
+        gamma = float(info.get("gamma", 0.99)) if gamma is None else float(gamma)
+        r = scalar_rewards(tr, reward_weights)
+        targets = r[:, None] if tr.reward_components is None else np.column_stack([r, tr.reward_components])
+        res = fqe(tr.obs, tr.actions, targets, tr.new_obs, np.asarray(tr.terminateds) | np.asarray(tr.truncateds),
+                  ep.first_obs, module_policy_fn(module, policy_id), gamma=gamma, steps=fqe_steps,
+                  seed=seed, n_boot=n_boot)
+        disc = discounted_returns(tr, ep, targets, gamma)
+        res["logged_discounted"] = float(disc[:, 0].mean())
+        res["logged_discounted_ci"] = bootstrap_ci(disc[:, 0], n_boot=n_boot, seed=seed)
+        out["fqe"] = res
+        out.update(estimate=res["values"][0], ci=res["cis"][0], method="fqe",
+                   components={n: res["values"][1 + j] for j, n in enumerate(names)})
+        if res["discounted"]:
+            # Discounted values: compare with the logs' discounted return, not the undiscounted one.
+            out["method"] = f"fqe (discounted, gamma {gamma:g}; compare with fqe.logged_discounted)"
+    return out
+
+
+def format_report(res: Mapping[str, Any]) -> str:
+    """The lines ``fastq evaluate CHECKPOINT --data LOGS`` prints."""
+    lo, hi = res["ci"]
+    llo, lhi = res["logged_routing_ci"]
+    lines = [f"off-policy estimate ({res['method']}, {res['propensities']} propensities, {res['episodes']} "
+             f"episodes): {res['estimate']:.3f} [95 % CI {lo:.3f}, {hi:.3f}]",
+             f"  logged routing (what you run now): {res['logged_routing']:.3f} [95 % CI {llo:.3f}, {lhi:.3f}]"]
+    if "fqe" in res and res["fqe"]["discounted"]:
+        f = res["fqe"]
+        lines.append(f"  logged routing, discounted (gamma {f['gamma']:g}): {f['logged_discounted']:.3f}")
+    if res.get("components"):
+        lines.append("  per component: " + ", ".join(f"{n} {v:.3f}" for n, v in res["components"].items()))
+    if res.get("per_arm"):
+        lines.append("  each arm as a policy (DR): " + ", ".join(
+            f"{n} {v['estimate']:.3f}" for n, v in res["per_arm"].items()))
+    return "\n".join(lines)
