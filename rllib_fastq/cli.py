@@ -95,8 +95,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from rllib_fastq.evaluation.online import evaluate_checkpoint
 
     res = evaluate_checkpoint(args.checkpoint, env=args.env, data=args.data, episodes=args.episodes,
-                                       policy_id=args.policy_id, seed=args.seed)
+                                       policy_id=args.policy_id, seed=args.seed, ope_method=args.ope_method)
     if "offline" in res:
+        from rllib_fastq.evaluation.ope import format_report
+
+        print(format_report(res))
         off = res["offline"]
         print(f"offline on {off['rows']} rows: actor action MSE {off['actor_action_mse']:.4f}, expert action MSE "
               f"{off['expert_action_mse']:.4f}, Q mean {off['q_mean']:.3f}, TD RMSE {off['td_rmse']:.4f} "
@@ -158,7 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", metavar="JSON", help="also write the best trial's config and checkpoint here")
     p.set_defaults(run=run_tune)
 
-    p = sub.add_parser("evaluate", help="evaluate a checkpoint online (env) or offline (dataset)")
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint online (env) or offline (dataset)",
+                       description="Evaluate a checkpoint: online in an env, or from logs (--data): the "
+                                   "policy's off-policy value with its 95 %% interval, the logged routing's "
+                                   "value, per component, and TD metrics.")
     p.add_argument("checkpoint")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--env", metavar="ID", help="gymnasium env id (default: the one it was trained with)")
@@ -166,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--policy-id", type=_policy_id, default="best", help="an arm index or 'best' (default)")
     p.add_argument("--seed", type=int, help="first episode seed (default: the dataset card's)")
+    p.add_argument("--ope-method", choices=("auto", "dr", "fqe"), default="auto",
+                   help="with --data: the off-policy estimator of the policy's value: 'dr' the arm choice's "
+                        "doubly-robust value (the served policy when serve_action='expert'), 'fqe' fitted Q "
+                        "evaluation of the served actions, 'auto' (default) DR for serve_action='expert', else FQE")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.set_defaults(run=run_evaluate)
 

@@ -58,9 +58,12 @@ def evaluate_module(module: Any, spec: RunSpec, *, episodes: int = 100, policy_i
 
 
 def evaluate_checkpoint(checkpoint: str, *, env: str | None = None, data: Sequence[str] | None = None,
-                        episodes: int = 100, policy_id: int | str = "best", seed: int | None = None) -> dict[str, Any]:
+                        episodes: int = 100, policy_id: int | str = "best", seed: int | None = None,
+                        ope_method: str = "auto") -> dict[str, Any]:
     """Evaluate a checkpoint online in ``env`` (default: the one it was trained with) or offline
-    on ``data``; a policy id of an arm index or ``"best"``."""
+    on ``data`` (the off-policy value, :func:`rllib_fastq.evaluation.ope.estimate_policy_value`
+    with ``ope_method``, and the TD metrics under ``"offline"``); a policy id of an arm index or
+    ``"best"``."""
     if not os.path.exists(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
     if episodes < 1:
@@ -72,9 +75,13 @@ def evaluate_checkpoint(checkpoint: str, *, env: str | None = None, data: Sequen
     recorded = info.get("spec") or {}
     if data:
         from rllib_fastq.evaluation.offline import offline_metrics
+        from rllib_fastq.evaluation.ope import estimate_policy_value
 
-        return {"checkpoint": checkpoint, "offline": offline_metrics(
-            module, [resolve_path(p, "--data") for p in data], float(info.get("gamma", 0.99)))}
+        paths = [resolve_path(p, "--data") for p in data]
+        gamma = float(info.get("gamma", 0.99))
+        # The off-policy value of the served policy (issue 36) beside the TD metrics.
+        ope = estimate_policy_value(module, paths, policy_id=policy_id, method=ope_method, gamma=gamma)
+        return {"checkpoint": checkpoint, **ope, "offline": offline_metrics(module, paths, gamma)}
     spec = RunSpec(env=env or recorded.get("env"), env_config=dict(recorded.get("env_config") or {}),
                    card=recorded.get("card"))
     if not spec.env:
