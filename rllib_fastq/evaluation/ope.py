@@ -228,6 +228,34 @@ def fit_ridge_arm_values(x: np.ndarray, arm: np.ndarray, y: np.ndarray, num_arms
     return predict
 
 
+RIDGE_LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
+
+
+def cross_fit_ridge_arm_values(x: np.ndarray, arm: np.ndarray, y: np.ndarray, num_arms: int, *,
+                               folds: int = 5, lambdas: Sequence[float] = RIDGE_LAMBDAS,
+                               seed: int = 0) -> tuple[np.ndarray, float]:
+    """Out-of-fold predictions of :func:`fit_ridge_arm_values` at ``x`` ([n, K] or [n, K, M]) and
+    the ridge penalty used (the one of ``lambdas`` with the least out-of-fold squared error on the
+    logged arms). Cross-fitting keeps an episode's own return out of its ``q̂``: an in-sample fit
+    (with many features and few episodes per arm) absorbs the noise of ``G_i``, shrinking the DR
+    correction towards zero and the interval with it."""
+    n = len(x)
+    fold = np.random.default_rng(seed).permutation(n) % folds
+    rows, arm = np.arange(n), np.asarray(arm, np.int64)
+    best = None
+    for lam in lambdas:
+        pred = None
+        for f in range(folds):
+            out = fold == f
+            p = fit_ridge_arm_values(x[~out], arm[~out], np.asarray(y)[~out], num_arms, lam=lam)(x[out])
+            pred = np.zeros((n, *p.shape[1:])) if pred is None else pred
+            pred[out] = p
+        err = float(((pred[rows, arm] - np.asarray(y)) ** 2).mean())
+        if best is None or err < best[0]:
+            best = (err, lam, pred)
+    return best[2], best[1]
+
+
 # -- fitted Q evaluation ------------------------------------------------------------------------
 
 
@@ -351,15 +379,16 @@ def _read_logs(logs: Any) -> Transitions:
 
 def estimate_policy_value(module_or_checkpoint: Any, logs: Any, *, reward_weights: Sequence[float] | None = None,
                           policy_id: Any = "best", method: str = "auto", gamma: float | None = None,
-                          fqe_steps: int = 2000, n_boot: int = 1000, seed: int = 0,
-                          ridge_lambda: float = 1.0) -> dict[str, Any]:
+                          fqe_steps: int = 2000, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Off-policy value of a FAST-Q module's served policy from ``logs`` (paths or Transitions).
 
     ``method``: ``"dr"`` the arm choice's doubly-robust value (the served policy when
     ``serve_action="expert"``), ``"fqe"`` fitted Q evaluation of the served actions, ``"auto"`` (DR
     for ``serve_action="expert"``, else FQE). ``policy_id``: ``"best"`` (the module's arm choice) or
     an arm. ``reward_weights``: value of ``Σ_j w_j r_j`` instead of the logged reward (then ``q̂`` is
-    the ridge model, as the module's arm values were fitted to the logged reward).
+    the ridge model, as the module's arm values were fitted to the logged reward). The per-component
+    values use a cross-fitted per-arm ridge ``q̂`` (:func:`cross_fit_ridge_arm_values`); the module's
+    arm values are fitted on the logs they are evaluated on (not cross-fitted).
 
     Returns ``estimate``, ``ci``, ``logged_routing``, ``logged_routing_ci``, ``components`` (name →
     value), ``method``, ``propensities`` (``"logged"`` or ``"estimated"``: the module's routing
@@ -381,7 +410,7 @@ def estimate_policy_value(module_or_checkpoint: Any, logs: Any, *, reward_weight
         prop, prop_src = mv["routing"][np.arange(len(ep)), ep.arm], "estimated"
     names = ep.component_names
     ridge_targets = ep.returns[:, None] if ep.components is None else np.column_stack([ep.returns, ep.components])
-    ridge = fit_ridge_arm_values(ep.first_obs, ep.arm, ridge_targets, k, lam=ridge_lambda)(ep.first_obs)  # [n, K, M]
+    ridge, lam = cross_fit_ridge_arm_values(ep.first_obs, ep.arm, ridge_targets, k, seed=seed)  # [n, K, M]
     q_hat = mv["q_hat"] if reward_weights is None else ridge[..., 0]
     target = mv["chosen"]
     dr = arm_choice_dr(q_hat, ep.arm, ep.returns, prop, target, n_boot=n_boot, seed=seed)
@@ -398,7 +427,7 @@ def estimate_policy_value(module_or_checkpoint: Any, logs: Any, *, reward_weight
         "estimate": dr["estimate"], "ci": dr["ci"],
         "logged_routing": logged["estimate"], "logged_routing_ci": logged["ci"],
         "components": comps, "method": "dr-arm-choice", "propensities": prop_src,
-        "episodes": len(ep), "policy_id": policy_id, "serve_action": serve_action, "dr": dr,
+        "episodes": len(ep), "policy_id": policy_id, "ridge_lambda": lam, "serve_action": serve_action, "dr": dr,
         "per_arm": per_arm,
         "chosen_arm_share": {arm_names[j]: float((target == j).mean()) for j in range(k)},
         "logged_arm_share": {arm_names[j]: float((ep.arm == j).mean()) for j in range(k)},
