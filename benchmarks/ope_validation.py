@@ -170,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(rows)
     print(markdown(rows))
     print()
+    for routing in args.routing:
+        for seed in args.seeds:
+            r = summarize([x for x in rows if x["regime"] == routing and x["seed"] == seed])
+            print(f"{routing} seed {seed}: Spearman {r['spearman']:.3f}, mean relative error "
+                  f"{r['mean_relative_error']:.1%}, CI coverage {r['coverage']:.0%}")
     print(f"q̂: {rows[0]['q_hat']}; {summary['policies']} policies: Spearman {summary['spearman']:.3f}, "
           f"mean relative error {summary['mean_relative_error']:.1%}, CI coverage {summary['coverage']:.0%} "
           f"({summary['coverage_with_truth_se']:.0%} agree within the truth's s.e. too)")

@@ -1,4 +1,4 @@
-"""The ``fastq`` command: ``train``, ``tune``, ``serve``, ``data``, ``evaluate``.
+"""The ``fastq`` command: ``train``, ``tune``, ``serve``, ``data``, ``evaluate``, ``explain``.
 
 User errors (bad files, bad values) end with a non-zero exit and a one-line reason, no traceback.
 """
@@ -9,6 +9,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 import warnings
 from typing import Any
@@ -112,6 +113,33 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_explain(args: argparse.Namespace) -> int:
+    """``fastq explain``: the per-component values of the chosen and the routed arm (and a PNG)."""
+    from rllib_fastq.checkpoints import load_module, run_info
+    from rllib_fastq.evaluation import explain_plot
+
+    if not os.path.exists(args.checkpoint):
+        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
+    module = load_module(args.checkpoint)
+    schema.check_arm_or_best(args.policy_id, module.num_policies, "--policy-id")
+    x = explain_plot.parse_obs(args.obs, module.layout)
+    card = (run_info(args.checkpoint).get("spec") or {}).get("card")
+    arm_names = json.loads(open(card).read()).get("arm_names") if card and os.path.isfile(card) else None
+    if args.png:
+        ex = explain_plot.write_explanation_png(module, x, args.png, policy_id=args.policy_id, arm_names=arm_names)
+    else:
+        ex = explain_plot.explain_arms(module, x, args.policy_id)
+    for key in ("chosen", "routed"):
+        e = ex[key]
+        parts = " + ".join(f"{n} {v:.3f}" for n, v in e["components"].items())
+        print(f"{key} arm {e['arm']}: Q {e['q']:.3f} = {parts}")
+    print("arm values: " + ", ".join(f"{v:.3f}" for v in ex["arm_values"]) + "; routing probabilities: "
+          + ", ".join(f"{v:.3f}" for v in ex["routing_probabilities"]))
+    if args.png:
+        print(f"png: {args.png}")
+    return 0
+
+
 def _serve_parser(p: argparse.ArgumentParser) -> None:
     try:
         mod = importlib.import_module(SERVE_MODULE)
@@ -178,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "evaluation of the served actions, 'auto' (default) DR for serve_action='expert', else FQE")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.set_defaults(run=run_evaluate)
+
+    p = sub.add_parser("explain", help="per-component values of the chosen and the routed arm (and a PNG)")
+    p.add_argument("checkpoint")
+    p.add_argument("--obs", required=True, metavar="JSON",
+                   help="one flat observation as JSON ([...] or {\"temporal\": ..., \"static\": ...}) or a JSON file")
+    p.add_argument("--policy-id", type=_policy_id, default="best", help="an arm index or 'best' (default)")
+    p.add_argument("--png", metavar="PATH", help="write the bars per component here (needs matplotlib)")
+    p.set_defaults(run=run_explain)
 
     _serve_parser(sub.add_parser("serve", help="serve a checkpoint over HTTP (Ray Serve)"))
 

@@ -139,3 +139,20 @@ def test_cli_evaluate_data_writes_the_ope_keys(tiny_checkpoint, capsys):
     assert res["offline"]["rows"] == 5000  # the TD metrics stay
     text = capsys.readouterr().out
     assert "off-policy estimate" in text and "logged routing (what you run now)" in text and "TD RMSE" in text
+
+
+def test_cli_explain_writes_a_png(tiny_checkpoint, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from rllib_fastq.cli import main
+    from rllib_fastq.data.io import read_transitions
+    from tests.test_cli import HELDOUT
+
+    obs = read_transitions(HELDOUT).obs[0]
+    png = str(tmp_path / "ex.png")
+    assert main(["explain", tiny_checkpoint, "--obs", json.dumps(obs.tolist()), "--png", png]) == 0
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    text = capsys.readouterr().out
+    assert "chosen arm" in text and "routed arm" in text and f"png: {png}" in text
+    assert main(["explain", tiny_checkpoint, "--obs", "[1, 2]"]) == 2  # wrong size: one-line error
+    assert "expected" in capsys.readouterr().err
