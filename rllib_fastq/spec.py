@@ -28,7 +28,9 @@ from rllib_fastq.data.io import check_readable, infer_num_policies
 ROOT = Path(__file__).resolve().parents[1]
 PLAYER_PLATFORM_DIR = ROOT / "offline_data" / "player_platform"
 PLAYER_PLATFORM_ENV = "rllib_fastq/PlayerPlatform-v0"
-MAIN_JOB_YAML = ROOT / "tune_configs" / "player_platform.yaml"
+#: The main job's settings, shipped inside the package (``tune_configs/player_platform.yaml`` in a
+#: checkout is a link to this one file), so an installed package runs ``fastq train`` too.
+MAIN_JOB_YAML = Path(__file__).resolve().parent / "configs" / "player_platform.yaml"
 EVAL_KEY = "evaluation/env_runners/episode_return_mean"
 
 
