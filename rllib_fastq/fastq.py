@@ -194,7 +194,8 @@ class FastQConfig(AlgorithmConfig):
         #: The counterfactual (exploration) branch of the actor moves towards: "value" (the arm the
         #: "safe" choice picks for this state: fast-track exploration) or "uniform" (reference).
         self.exploration_arm = "value"
-        #: The action served for the chosen arm: "expert" (â_k(s), the arm's cloned behaviour),
+        #: The action served for the chosen arm: "auto" (default: "expert" with several arms, "actor"
+        #: with one, where there is no arm to choose), "expert" (â_k(s), the arm's cloned behaviour),
         #: "actor" (π(b_k(s)), TD3+BC's actor; the reference) or "supported" (the actor where the
         #: chosen arm is the one the logs' router most likely used here, the clone elsewhere). On
         #: the routing regimes the actor scored below the clone of the arm it acts for (BENCHMARKS.md).

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from rllib_fastq.counterfactual import bootstrap_weights, episode_starts, returns_to_go, safe_arm_choice
+from rllib_fastq.counterfactual import (
+    bootstrap_weights,
+    episode_starts,
+    resolve_serve_action,
+    returns_to_go,
+    safe_arm_choice,
+)
 from rllib_fastq.torch import losses
 
 
@@ -72,3 +78,9 @@ def test_episode_starts_mark_the_first_logged_row_of_each_episode():
     eps = np.array(["a", "b", "a", "b", "c"])
     t = np.array([3, 0, 2, 1, 5])                       # episode "a" was logged from t = 2 on
     np.testing.assert_array_equal(episode_starts(eps, t), [False, True, True, False, True])
+
+
+def test_serve_action_auto_clones_the_chosen_arm_with_several_arms_and_acts_with_one():
+    assert resolve_serve_action("auto", 3) == "expert"
+    assert resolve_serve_action("auto", 1) == "actor"
+    assert resolve_serve_action("supported", 1) == "supported"

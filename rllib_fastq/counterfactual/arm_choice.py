@@ -18,8 +18,17 @@ import torch
 #: How the "best" arm is chosen: "safe" (above), "greedy" (argmax of the mean arm value),
 #: "critic" (the reference: argmax_k Q1(b_k(s), π(b_k(s)))).
 ARM_CHOICES = ("safe", "greedy", "critic")
-#: The action served for the chosen arm (FastQConfig.serve_action).
-SERVE_ACTIONS = ("actor", "expert", "supported")
+#: The action served for the chosen arm (FastQConfig.serve_action); "auto" resolves per K.
+SERVE_ACTIONS = ("auto", "actor", "expert", "supported")
+
+
+def resolve_serve_action(serve_action: str, num_policies: int) -> str:
+    """ "auto": the chosen arm's cloned action ("expert") with several arms; the TD3+BC actor
+    ("actor") with one behaviour policy, where there is no arm to choose and the actor is the
+    improvement over it (it beat TD3+BC on 8 of 12 D4RL-style files, BENCHMARKS.md)."""
+    if serve_action != "auto":
+        return serve_action
+    return "actor" if num_policies == 1 else "expert"
 
 
 def safe_arm_choice(values: torch.Tensor, propensity: torch.Tensor, *, pessimism: float,

@@ -14,7 +14,7 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
-from rllib_fastq.counterfactual import safe_arm_choice
+from rllib_fastq.counterfactual import resolve_serve_action, safe_arm_choice
 from rllib_fastq.data import schema
 from rllib_fastq.defaults import DERIVED_MODEL_DEFAULTS, MODEL_DEFAULTS
 from rllib_fastq.torch.distributions import FastQDeterministic
@@ -99,7 +99,7 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         self.arm_choice = cfg["arm_choice"]
         self.arm_choice_pessimism = float(cfg["arm_choice_pessimism"])
         self.arm_choice_min_propensity = float(cfg["arm_choice_min_propensity"])
-        self.serve_action = cfg["serve_action"]
+        self.serve_action = resolve_serve_action(cfg["serve_action"], self.num_policies)
         self.arm_values = EnsembleMLP(self.layout.flat_dim, cfg["arm_value_hiddens"], self.num_policies,
                                       int(cfg["arm_value_ensemble"]))
         self.routing_model = mlp(self.layout.flat_dim, cfg["arm_value_hiddens"][:1], self.num_policies)
