@@ -1,4 +1,4 @@
-"""Ray Serve deployment of a trained FAST-Q module (spec §5): ``POST /act`` and ``GET /healthz``.
+"""Ray Serve deployment of a trained FAST-Q module (docs/algorithm.md §5): ``POST /act`` and ``GET /healthz``.
 
 .. code-block:: python
 

@@ -24,7 +24,7 @@ def _to_tensor(obs: Any) -> Any:
 
 
 def policy_fn(module: Any, policy_id: int | str | None = None) -> Any:
-    """A ``obs -> action`` function acting with the module's inference path (spec §5)."""
+    """A ``obs -> action`` function acting with the module's inference path (docs/algorithm.md §5)."""
 
     def act(obs: Any) -> np.ndarray:
         batch = {Columns.OBS: _to_tensor(obs)}
