@@ -1,6 +1,9 @@
 """Off-policy evaluation from logs alone (issue 36): what a policy would score, with a confidence
 interval, before it is deployed, and what the logged routing scores now.
 
+Why this module is long: the estimators share one episode table (first states, returns, logged arms,
+propensities) and one bootstrap; split it by estimator when one of them grows.
+
 The quantity is the one ``fastq evaluate --env`` measures online: the mean **undiscounted episode
 return** from the logs' initial states. The estimators (numpy/torch, no Ray):
 
