@@ -78,7 +78,8 @@ def test_no_private_api_outside_the_compat_module():
     import re
 
     pkg = pathlib.Path(compat.__file__).parent
-    pattern = re.compile(r"\._is_frozen\b|\._learner\b|\._get_results\b|_optimizer_parameters|ray\._private|from ray\._private")
+    pattern = re.compile(r"\._is_frozen\b|\._learner\b|\._get_results\b|_optimizer_parameters"
+                         r"|ray\._private|from ray\._private")
     offenders = []
     for path in pkg.rglob("*.py"):
         if path.name == "_rllib_compat.py":
