@@ -217,7 +217,7 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         pi = self.actor(b)
         if self.serve_action == "actor":
             return pi, b
-        routed = torch.softmax(self.routing_model(self.normalize(obs)), -1).argmax(-1)
+        routed = self.routing_model(self.normalize(obs)).argmax(-1)  # argmax of the logits = of ρ
         is_routed = torch.nn.functional.one_hot(routed, self.num_policies).bool()[..., None]
         return torch.where(is_routed, pi, a_hat), b
 
