@@ -4,39 +4,61 @@
     python -m benchmarks run player-platform --regimes misaligned --methods FAST-Q "direct-method chooser"
     python -m benchmarks run player-platform --budget quick           # smoke test: 1 seed, tiny budgets
     python -m benchmarks report [--suite player-platform] [--budget quick]
-    python -m benchmarks list                                         # the registered methods
+    python -m benchmarks run mujoco --seeds 3                         # D4RL-style MuJoCo, 12 datasets
+    python -m benchmarks run mujoco --datasets Hopper-v5/medium --methods FAST-Q TD3+BC --seeds 3
+    python -m benchmarks report --suite mujoco
+    python -m benchmarks list                                         # the suites and their methods
 
 ``run`` appends one record per (suite, regime, method, seed) to ``benchmarks/results/store.jsonl``
 and skips keys already there (rerun the same command to resume; ``--force`` reruns). ``report``
 writes markdown tables (stdout and ``benchmarks/results/<suite>_suite[_quick].md``) and a PNG plot.
-See ``benchmarks/harness/suites.py`` for the protocol and the budgets.
+See ``benchmarks/harness/suites.py`` (player-platform) and ``benchmarks/harness/mujoco.py`` for the
+protocols and the budgets.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import sys
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from benchmarks.harness import report, suites  # noqa: E402
+from benchmarks.harness import mujoco, mujoco_report, report, suites  # noqa: E402
 from benchmarks.harness.registry import REGISTRY  # noqa: E402
 from benchmarks.harness.store import DEFAULT_STORE, Store  # noqa: E402
 
 RESULTS = suites.ROOT / "benchmarks/results"
 
 
-def _report(store: Store, suite: str, budget: str) -> None:
+def _show(path: pathlib.Path) -> str:
+    try:
+        return str(path.resolve().relative_to(suites.ROOT))
+    except ValueError:
+        return str(path)
+
+
+SUITES = {suites.PLAYER_PLATFORM: REGISTRY, mujoco.MUJOCO: mujoco.MUJOCO_METHODS}
+
+
+def _report(store: Store, suite: str, budget: str, results: pathlib.Path = RESULTS) -> None:
+    if suite not in SUITES:
+        raise SystemExit(f"report: unknown suite {suite!r}; known: {list(SUITES)}")
     key = suites.suite_key(suite, budget)
     stem = key.replace("-", "_").replace("@", "_") + "_suite"
-    detail = suites.BUDGETS[budget]
-    text = report.tables(store, key, detail) + "\n" + report.cost(store, key, detail)
+    if suite == mujoco.MUJOCO:
+        detail = mujoco.BUDGETS[budget]
+        text = mujoco_report.tables(store, key, detail)
+    else:
+        detail = suites.BUDGETS[budget]
+        text = report.tables(store, key, detail) + "\n" + report.cost(store, key, detail)
     print(text)
-    md = RESULTS / f"{stem}.md"
+    md = results / f"{stem}.md"
     md.write_text(text + "\n")
-    png = report.plot(store, key, RESULTS / f"{stem}.png", detail)
-    print(f"\nwrote {md.relative_to(suites.ROOT)}" + (f" and {png.relative_to(suites.ROOT)}" if png else ""))
+    plot = mujoco_report.plot if suite == mujoco.MUJOCO else report.plot
+    png = plot(store, key, results / f"{stem}.png", detail)
+    print(f"\nwrote {_show(md)}" + (f" and {_show(png)}" if png else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,37 +66,58 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", default=str(DEFAULT_STORE), help="the JSON-lines result store")
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run a suite (resumable)")
-    run.add_argument("suite", choices=[suites.PLAYER_PLATFORM])
-    run.add_argument("--regimes", nargs="+", default=list(suites.REGIMES), choices=suites.REGIMES)
+    run.add_argument("suite", choices=list(SUITES))
+    run.add_argument("--datasets", "--regimes", dest="datasets", nargs="+", default=None, metavar="DATASET",
+                     help=f"player-platform: regimes {list(suites.REGIMES)}; mujoco: <env>/<kind>, e.g. "
+                          f"{mujoco.DATASETS[0]} (default: all of the suite)")
     run.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                      help="registered method names (default: all; `python -m benchmarks list`)")
     run.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (quick budget: 1)")
     run.add_argument("--budget", choices=sorted(suites.BUDGETS), default="full")
     run.add_argument("--force", action="store_true", help="rerun keys already in the store")
     run.add_argument("--no-report", action="store_true")
+    run.add_argument("--out-dir", default=str(RESULTS), help="where the report's .md and .png go")
     rep = sub.add_parser("report", help="tables and plots from the store")
-    rep.add_argument("--suite", default=suites.PLAYER_PLATFORM)
+    rep.add_argument("--suite", default=suites.PLAYER_PLATFORM, choices=list(SUITES))
+    rep.add_argument("--out-dir", default=str(RESULTS), help="where the .md and .png go")
     rep.add_argument("--budget", choices=sorted(suites.BUDGETS), default="full")
-    sub.add_parser("list", help="the registered methods")
+    sub.add_parser("list", help="the suites and their registered methods")
     args = parser.parse_args(argv)
     store = Store(args.store)
     if args.cmd == "list":
-        for m in REGISTRY.values():
-            print(f"{m.name:24s} {m.kind:10s}{' (Ray)' if m.needs_ray else ''}")
+        for suite, registry in SUITES.items():
+            print(f"suite {suite}:")
+            for m in registry.values():
+                print(f"  {m.name:24s} {m.kind:10s}{' (Ray)' if m.needs_ray else ''}")
+        print(f"  (mujoco, imported records only, not run: {', '.join(mujoco.IMPORTED_ONLY)})")
         return 0
     if args.cmd == "report":
-        _report(store, args.suite, args.budget)
+        _report(store, args.suite, args.budget, pathlib.Path(args.out_dir))
         return 0
-    methods = args.methods or list(REGISTRY)
-    unknown = [m for m in methods if m not in REGISTRY]
-    if unknown:
-        parser.error(f"unknown methods {unknown}; known: {list(REGISTRY)}")
+    registry = SUITES[args.suite]
+    methods = args.methods or list(registry)
     seeds = range(suites.QUICK_SEEDS if args.budget == "quick" else args.seeds)
     command = ["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]
-    suites.run_suite(suite=args.suite, regimes=args.regimes, methods=methods, seeds=seeds, budget=args.budget,
-                     force=args.force, store=store, command=command)
+    try:
+        if args.suite == mujoco.MUJOCO:
+            mujoco.check(args.datasets or [], methods, args.budget)
+        else:
+            unknown = [m for m in methods if m not in registry]
+            if unknown:
+                raise ValueError(f"unknown methods {unknown}; known: {list(registry)}")
+            bad = [d for d in args.datasets or [] if d not in suites.REGIMES]
+            if bad:
+                raise ValueError(f"unknown regimes {bad}; known: {list(suites.REGIMES)}")
+    except ValueError as err:
+        parser.error(str(err))
+    if args.suite == mujoco.MUJOCO:
+        mujoco.run_suite(datasets=args.datasets or mujoco.DATASETS, methods=methods, seeds=seeds,
+                         budget=args.budget, force=args.force, store=store, command=command)
+    else:
+        suites.run_suite(suite=args.suite, regimes=args.datasets or suites.REGIMES, methods=methods, seeds=seeds,
+                         budget=args.budget, force=args.force, store=store, command=command)
     if not args.no_report:
-        _report(store, args.suite, args.budget)
+        _report(store, args.suite, args.budget, pathlib.Path(args.out_dir))
     return 0
 
 

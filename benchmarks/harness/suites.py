@@ -49,7 +49,7 @@ import pathlib
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from benchmarks.harness import store as store_mod
@@ -158,56 +158,70 @@ def run_suite(*, suite: str = PLAYER_PLATFORM, regimes: Sequence[str] = REGIMES,
     """Run every (regime, seed, method) not yet in the store (all of them with ``force``).
 
     Returns the records appended. A failure is recorded with its error and the loop goes on.
+    (The ``mujoco`` suite runs through ``benchmarks.harness.mujoco.run_suite``, on :func:`execute`.)
     """
     if suite != PLAYER_PLATFORM:
-        raise ValueError(f"suite: only {PLAYER_PLATFORM!r} runs on this harness so far, got {suite!r}")
+        raise ValueError(f"suite: {suite!r} does not run here; player-platform runs here, mujoco through "
+                         "benchmarks.harness.mujoco.run_suite (`python -m benchmarks run SUITE` picks)")
     unknown = [m for m in methods if m not in REGISTRY]
     if unknown:
         raise ValueError(f"methods: unknown {unknown}; known: {list(REGISTRY)}")
     bad = [r for r in regimes if r not in REGIMES]
     if bad:
         raise ValueError(f"regimes: unknown {bad}; known: {list(REGIMES)}")
-    store = store or store_mod.Store()
     detail = budget_detail or BUDGETS[budget]
     detail = {**detail, "work_dir": str(data_cache)}
-    key = suite_key(suite, budget)
+    todo = [(r, s, m) for r in regimes for s in seeds for m in methods]
+    return execute(suite_key(suite, budget), todo, budget=budget, detail=detail, force=force, store=store,
+                   command=command, needs_ray=lambda m: REGISTRY[m].needs_ray,
+                   load=lambda r, s: player_platform_dataset(r, s, detail, data_cache),
+                   run=lambda ds, m, s: run_one(ds, m, s, detail))
+
+
+def execute(key: str, cells: Sequence[tuple[str, int, str]], *, budget: str, detail: dict[str, Any],
+            force: bool, store: store_mod.Store | None, command: Sequence[str] | None,
+            needs_ray: Callable[[str], bool], load: Callable[[str, int], Any],
+            run: Callable[[Any, str, int], tuple[float, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The resumable loop of every suite: run the (dataset, seed, method) ``cells`` whose key
+    (``key``, dataset, method, seed) has no successful record at this budget (all with ``force``),
+    one dataset in memory at a time, appending one record per run (failures with their error)."""
+    store = store or store_mod.Store()
     recorded = {k: v for k, v in detail.items() if k != "work_dir"}
     done = set() if force else store.done(key, recorded)
-    todo = [(r, s, m) for r in regimes for s in seeds for m in methods if (key, r, m, s) not in done]
-    print(f"{key}: {len(todo)} runs to do, {len(regimes) * len(seeds) * len(methods) - len(todo)} already in "
-          f"{store.path}", flush=True)
+    todo = [(d, s, m) for d, s, m in cells if (key, d, m, s) not in done]
+    print(f"{key}: {len(todo)} runs to do, {len(cells) - len(todo)} already in {store.path}", flush=True)
     if not todo:
         return []
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
     torch.set_num_threads(1)
-    if any(REGISTRY[m].needs_ray for _, _, m in todo):
+    if any(needs_ray(m) for _, _, m in todo):
         _start_ray()
     command = list(command or sys.argv)
     commit = store_mod.git_commit()
     out, datasets = [], {}
-    for regime, seed, method in todo:
-        load = store_mod.load_average()
+    for name, seed, method in todo:
+        load_avg = store_mod.load_average()
         t = time.perf_counter()
         score, extras, error = None, {}, None
         try:
-            if (regime, seed) not in datasets:
+            if (name, seed) not in datasets:
                 datasets.clear()  # one dataset in memory at a time
-                datasets[(regime, seed)] = player_platform_dataset(regime, seed, detail, data_cache)
-            ds = datasets[(regime, seed)]
+                datasets[(name, seed)] = load(name, seed)
+            ds = datasets[(name, seed)]
             t = time.perf_counter()
-            score, extras = run_one(ds, method, seed, detail)
+            score, extras = run(ds, method, seed)
         except Exception as err:  # noqa: BLE001 - record, report and go on with the others
             error = f"{type(err).__name__}: {err}"[:2000] + "\n" + traceback.format_exc()[-2000:]
-            print(f"FAILED {regime} {method} seed {seed}: {type(err).__name__}: {str(err)[:300]}", flush=True)
-        rec = store_mod.record(suite=key, dataset=regime, method=method, seed=seed, score=score, budget=budget,
+            print(f"FAILED {name} {method} seed {seed}: {type(err).__name__}: {str(err)[:300]}", flush=True)
+        rec = store_mod.record(suite=key, dataset=name, method=method, seed=seed, score=score, budget=budget,
                                budget_detail=recorded,
                                wall_s=time.perf_counter() - t, command=command, extras=extras, error=error,
-                               commit=commit, load_before=load)
+                               commit=commit, load_before=load_avg)
         store.append(rec)
         out.append(rec)
         if score is not None:
-            print(f"[{time.strftime('%H:%M:%S')}] {regime:12s} seed {seed} {method:24s} {score:8.3f}  "
+            print(f"[{time.strftime('%H:%M:%S')}] {name:12s} seed {seed} {method:24s} {score:8.3f}  "
                   f"({rec['wall_s']:.0f}s)", flush=True)
     return out
