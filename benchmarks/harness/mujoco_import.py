@@ -15,6 +15,9 @@ commit (``commit`` is null) and no load average.
 
 The RLlib CQL runs made at RLlib's default ``bc_iters`` (a BC actor; ``*_cql_bc_actor.json``)
 become method ``RLlib CQL (BC actor)``. Rerunning skips the records already imported.
+
+After the import (and ``missing`` finding every run in the store) the JSON files were removed; read
+one back with ``git show <imported_from.commit>:<imported_from.file>``.
 """
 
 from __future__ import annotations
