@@ -16,6 +16,9 @@ Uses, and why each is needed:
   session on 127.0.0.1 (see :func:`rllib_fastq.local_ray.init_local_ray`).
 - ``AlgorithmConfig._is_frozen`` (:func:`config_is_frozen`): whether a config refuses writes
   (RLlib has ``freeze()`` but no public reader); ``FastQConfig.validate`` then validates a copy.
+- ``AlgorithmConfig._learner_connector`` (:func:`custom_learner_connector`): whether the user added
+  a learner connector (RLlib has a setter but no reader); the columnar streaming pre-learner runs
+  no connector, so FAST-Q keeps RLlib's stock ``OfflinePreLearner`` for such configs.
 - Overridden private hooks of ``TorchLearner`` (:data:`OVERRIDDEN_HOOKS`): ``_update`` (one
   gradient step on an in-memory batch) and ``_make_modules_ddp_if_necessary`` (no DDP wrapper:
   FAST-Q all-reduces its own gradients).
@@ -71,3 +74,8 @@ def disable_cluster_mode() -> None:
 def config_is_frozen(config: Any) -> bool:
     """Whether ``config`` (an ``AlgorithmConfig``) is frozen, i.e. refuses attribute writes."""
     return bool(config._is_frozen)
+
+
+def custom_learner_connector(config: Any) -> Any:
+    """The user's ``config.learners(learner_connector=...)`` callable, or None when none was set."""
+    return config._learner_connector

@@ -35,6 +35,7 @@ from ray.rllib.utils.typing import ResultDict
 from rllib_fastq import _rllib_compat as compat
 from rllib_fastq.counterfactual import ARM_CHOICES, SERVE_ACTIONS
 from rllib_fastq.data import schema
+from rllib_fastq.data.columnar import configure_streaming
 from rllib_fastq.data_setup import InMemoryOfflineData, infer_spaces, prepare_offline_data
 from rllib_fastq.defaults import MODEL_DEFAULTS
 from rllib_fastq.fastq_learner import ADVERSARY_TARGETS, POLICY_SAMPLING
@@ -158,7 +159,8 @@ class FastQConfig(AlgorithmConfig):
         #: ε added to the std when normalising. Reference: 1e-3.
         self.state_norm_eps = 1e-3
         #: True: load the dataset into the learners' memory and sample there (starts in seconds);
-        #: False: stream through RLlib's Ray Data `OfflinePreLearner` (for data beyond memory).
+        #: False: stream through Ray Data (for data beyond memory), with FAST-Q's columnar
+        #: pre-learner (rllib_fastq.data.columnar) unless `offline_data(prelearner_class=...)` is set.
         self.in_memory_data = True
         #: Phase 2 caches b_k(s), b_p(s') and â_k(s) of every transition (experts and BR are frozen),
         #: so a phase-2 step costs what TD3+BC costs. In-memory data only.
@@ -356,6 +358,8 @@ class FastQConfig(AlgorithmConfig):
             self.action_space = self.action_space or act_space
         if self.in_memory_data and self.offline_data_class is None:
             self.offline_data_class = InMemoryOfflineData
+        if not self.in_memory_data:  # columnar pre-learner, unless the user chose their own
+            configure_streaming(self)
         super().validate()
         err = self._value_error
 

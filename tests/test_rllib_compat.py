@@ -53,6 +53,23 @@ def test_algorithm_config_frozen_flag():
     assert compat.config_is_frozen(config) is True, "AlgorithmConfig._is_frozen changed: update compat.config_is_frozen"
 
 
+def test_algorithm_config_learner_connector():
+    """``AlgorithmConfig._learner_connector`` (compat.custom_learner_connector)."""
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    config = AlgorithmConfig()
+    assert compat.custom_learner_connector(config) is None, (
+        "AlgorithmConfig._learner_connector changed: update compat.custom_learner_connector")
+
+    def connector(obs_space, act_space):
+        return []
+
+    config.learners(learner_connector=connector)
+    assert compat.custom_learner_connector(config) is connector, (
+        "AlgorithmConfig.learners(learner_connector=...) no longer sets _learner_connector: "
+        "update compat.custom_learner_connector")
+
+
 def test_ray_private_cluster_flag():
     """``ray._private.ray_constants.ENABLE_RAY_CLUSTER`` (compat.disable_cluster_mode)."""
     from ray._private import ray_constants
@@ -78,7 +95,7 @@ def test_no_private_api_outside_the_compat_module():
     import re
 
     pkg = pathlib.Path(compat.__file__).parent
-    pattern = re.compile(r"\._is_frozen\b|\._learner\b|\._get_results\b|_optimizer_parameters"
+    pattern = re.compile(r"\._is_frozen\b|\._learner\b|\._get_results\b|_optimizer_parameters|\._learner_connector\b"
                          r"|ray\._private|from ray\._private")
     offenders = []
     for path in pkg.rglob("*.py"):
