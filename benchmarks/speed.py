@@ -5,6 +5,7 @@
     python -m benchmarks.speed ingest           # build_algo() → first update, 100k and 1M rows
     python -m benchmarks.speed learners         # num_learners 1 vs 2 (CPU)
     python -m benchmarks.speed rllib            # RLlib's CQL and IQL updates/s on the same data
+    python -m benchmarks.speed stream --rows 200000  # streaming ingest rows/s: columnar vs RLlib's default
 
 Each prints a markdown table; the machine is shared and noisy, so runs alternate A/B rounds
 and report medians and their ratio.
@@ -159,6 +160,101 @@ def bench_ingest(tmp: str, sizes: list[int]) -> None:
                   f"| {cache} |")
 
 
+def _stream_file(tmp: str, n: int, k: int = 3) -> str:
+    """``n`` rows with every FAST-Q column (K arms, 4 reward components, expert actions)."""
+    rng = np.random.default_rng(1)
+    tr = make_rows(n, k=k)
+    tr.reward_components = rng.normal(size=(n, 4)).astype(np.float32)
+    tr.expert_actions = rng.uniform(-1, 1, (n, k, ACT_DIM)).astype(np.float32)
+    tr.expert_actions_mask = rng.random((n, k)) < 0.5
+    path = os.path.join(tmp, f"stream_{n}.parquet")
+    write_transitions(tr, path, overwrite=True)
+    return path
+
+
+def bench_stream(tmp: str, rows: int, stock_rows: int, batch: int, rounds: int) -> None:
+    """Streaming ingest (``in_memory_data=False``): rows/s of one pre-learner mapping Ray Data
+    batches of a parquet file into training batches, in this process on one CPU: FAST-Q's
+    columnar pre-learner against RLlib's stock ``OfflinePreLearner`` (row → episode → learner
+    connector). Each timing includes the conversion of the file's Arrow batch into the batch
+    format the pre-learner reads (what Ray Data does before calling it)."""
+    import pyarrow.parquet as pq
+    from ray.rllib.core import DEFAULT_MODULE_ID
+    from ray.rllib.offline.offline_prelearner import OfflinePreLearner
+
+    from rllib_fastq.data.columnar import BATCH_FORMAT, ColumnarPreLearner
+
+    path = _stream_file(tmp, rows)
+    cfg = fastq_config(path, k=3, steps=1, pretrain=1, in_memory_data=False,
+                       reward_weights=[0.25, 0.25, -0.25, 0.25]).reference()
+    cfg.validate()
+    spaces = (cfg.observation_space, cfg.action_space)
+    spec = cfg.get_multi_rl_module_spec(spaces={DEFAULT_MODULE_ID: spaces})
+    stock = OfflinePreLearner(config=cfg, spaces=spaces, module_spec=spec)
+    ours = ColumnarPreLearner(config=cfg, spaces=spaces, module_spec=spec)
+    table = pq.read_table(path)
+    slices = [table.slice(i, batch) for i in range(0, table.num_rows, batch)]
+
+    def to_numpy(t):  # Ray Data's "numpy" batches: list columns as object arrays of arrays
+        return {c: t[c].to_numpy(zero_copy_only=False) for c in t.column_names}
+
+    def rate(prelearner, parts, convert) -> float:
+        t0 = time.perf_counter()
+        n = 0
+        for part in parts:
+            out = prelearner(convert(part))
+            n += len(out[f"{DEFAULT_MODULE_ID}/obs"])
+        return n / (time.perf_counter() - t0)
+
+    stock_parts = slices[: max(1, stock_rows // batch)]
+    runs: dict[str, list[float]] = {"stock": [], "arrow": [], "numpy": []}
+    for _ in range(rounds):  # alternate so that machine noise hits all alike
+        runs["stock"].append(rate(stock, stock_parts, to_numpy))
+        runs["arrow"].append(rate(ours, slices, lambda t: t))
+        runs["numpy"].append(rate(ours, slices, to_numpy))
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    print(f"\n| streaming ingest, batch {batch}, obs {OBS_DIM}, actions {ACT_DIM}, K=3, 4 reward components "
+          "| rows mapped per round | rows/s (median) | vs RLlib default |")
+    print("|---|---|---|---|")
+    print(f"| RLlib default: `OfflinePreLearner` (numpy batches) | {len(stock_parts) * batch:,} | "
+          f"{med['stock']:,.0f} | 1.00 |")
+    print(f"| FAST-Q columnar (`{BATCH_FORMAT}` batches, the default) | {rows:,} | {med['arrow']:,.0f} | "
+          f"{med['arrow'] / med['stock']:.1f} |")
+    print(f"| FAST-Q columnar (numpy batches) | {rows:,} | {med['numpy']:,.0f} | "
+          f"{med['numpy'] / med['stock']:.1f} |")
+    print(f"\nrounds={rounds}; raw rows/s: " + ", ".join(f"{k}={np.round(v).astype(int).tolist()}"
+                                                     for k, v in runs.items()))
+
+
+def bench_stream_pipeline(tmp: str, rows: int, batch: int) -> None:
+    """The columnar pre-learner inside Ray Data as training runs it (read_parquet → one actor →
+    iter_batches): wall time to drain ``rows / 16`` and ``rows`` rows, start-up included. The
+    start-up (~10-20 s here) varies by seconds between runs: read the difference as a rough
+    marginal rate only."""
+    from ray.rllib.core import DEFAULT_MODULE_ID
+
+    from rllib_fastq.data.columnar import BATCH_FORMAT, ColumnarPreLearner
+
+    path = _stream_file(tmp, rows)
+    cfg = fastq_config(path, k=3, steps=1, pretrain=1, in_memory_data=False,
+                       reward_weights=[0.25, 0.25, -0.25, 0.25]).reference()
+    cfg.validate()
+    spaces = (cfg.observation_space, cfg.action_space)
+    kwargs = {"config": cfg, "spaces": spaces,
+              "module_spec": cfg.get_multi_rl_module_spec(spaces={DEFAULT_MODULE_ID: spaces})}
+    times = {}
+    for limit in (rows // 16, rows):
+        t0 = time.perf_counter()
+        ds = ray.data.read_parquet(path).limit(limit).map_batches(
+            ColumnarPreLearner, fn_constructor_kwargs=kwargs, batch_size=batch, batch_format=BATCH_FORMAT,
+            concurrency=1, num_cpus=1, zero_copy_batch=True)
+        n = sum(len(b[f"{DEFAULT_MODULE_ID}/obs"]) for b in ds.iter_batches(batch_size=batch, batch_format="numpy"))
+        times[n] = time.perf_counter() - t0
+    (n1, t1), (n2, t2) = sorted(times.items())
+    print(f"\nRay Data pipeline, columnar, batch {batch}: {n1:,} rows in {t1:.1f} s, {n2:,} rows in {t2:.1f} s "
+          f"(start-up included); marginal {(n2 - n1) / max(t2 - t1, 1e-9):,.0f} rows/s")
+
+
 def _peak_rss_mib(_: object = None) -> float:
     """Peak resident memory of the calling process (a learner or the driver), MiB."""
     import resource
@@ -216,10 +312,15 @@ def bench_rllib(path: str, steps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["updates", "user", "ingest", "learners", "rllib"])
+    parser.add_argument("what", choices=["updates", "user", "ingest", "learners", "rllib", "stream"])
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--rows", type=int, default=200_000, help="stream: rows the columnar path maps")
+    parser.add_argument("--stock-rows", type=int, default=10_000, help="stream: rows RLlib's default maps")
+    parser.add_argument("--batch", type=int, default=256, help="stream: rows per Ray Data batch")
+    parser.add_argument("--pipeline-rows", type=int, default=0,
+                        help="stream: also drain this many rows through a Ray Data pipeline (0: skip)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     init_local_ray(num_cpus=2, log_to_driver=False)
@@ -233,6 +334,10 @@ def main() -> None:
             bench_user_view(tmp, args.steps, args.rounds)
         elif args.what == "ingest":
             bench_ingest(tmp, [int(s) for s in args.sizes.split(",")])
+        elif args.what == "stream":
+            bench_stream(tmp, args.rows, args.stock_rows, args.batch, args.rounds)
+            if args.pipeline_rows:
+                bench_stream_pipeline(tmp, args.pipeline_rows, args.batch)
         elif args.what == "learners":
             bench_learners(path, args.steps, args.rounds)
         else:
