@@ -19,7 +19,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "adversary_hiddens": [512, 256],
     "actor_hiddens": [256, 256],
     "critic_hiddens": [256, 256],
-    "grl_lambda": 0.1,
+    "grl_lambda": 0.0,  # reference 0.1 (FastQConfig.reference()); why 0: docs/algorithm.md §8
     "default_policy": "best",
     "bc_through_balancer": None,
     "arm_choice": "safe",
