@@ -133,6 +133,9 @@ def run_explain(args: argparse.Namespace) -> int:
         e = ex[key]
         parts = " + ".join(f"{n} {v:.3f}" for n, v in e["components"].items())
         print(f"{key} arm {e['arm']}: Q {e['q']:.3f} = {parts}")
+        if "arm_value_components" in e:  # arm_value_decomposition: V_k = Σ_j w_j V_{k,j}
+            vparts = ", ".join(f"{n} {v:.3f}" for n, v in e["arm_value_components"].items())
+            print(f"{key} arm {e['arm']}: arm value {e['arm_value']:.3f} = Σ_j w_j V_j; V_j: {vparts}")
     print("arm values: " + ", ".join(f"{v:.3f}" for v in ex["arm_values"]) + "; routing probabilities: "
           + ", ".join(f"{v:.3f}" for v in ex["routing_probabilities"]))
     if args.png:

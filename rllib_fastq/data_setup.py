@@ -93,7 +93,8 @@ def load_dataset(config: FastQConfig) -> Transitions:
 
 def learner_arrays(tr: Transitions, config: FastQConfig) -> dict[str, np.ndarray]:
     """The columns the learner trains on, by their schema names (optional ones when present),
-    plus the arm values' targets derived from the episodes (``returns_to_go``, ``bootstrap_weights``)."""
+    plus the arm values' targets derived from the episodes (``returns_to_go``, per component
+    ``component_returns_to_go`` with ``arm_value_decomposition``, ``bootstrap_weights``)."""
     keep = (schema.OBS, schema.NEW_OBS, schema.ACTIONS, schema.REWARDS, schema.TERMINATEDS,
             schema.POLICY_ID, schema.REWARD_COMPONENTS, schema.EXPERT_ACTIONS, schema.EXPERT_ACTIONS_MASK)
     out = {k: v for k, v in tr.columns().items() if k in keep}
@@ -101,6 +102,10 @@ def learner_arrays(tr: Transitions, config: FastQConfig) -> dict[str, np.ndarray
     rewards = tr.rewards if config.reward_weights is None else \
         tr.reward_components @ np.asarray(config.reward_weights, np.float32)
     out[schema.RETURNS_TO_GO] = returns_to_go(rewards, tr.eps_id, tr.t, config.arm_value_gamma)
+    if config.arm_value_decomposition:  # each component's own return-to-go, [N, C]
+        parts = [tr.rewards] if config.reward_weights is None else list(tr.reward_components.T)
+        out[schema.COMPONENT_RETURNS_TO_GO] = np.stack(
+            [returns_to_go(r, tr.eps_id, tr.t, config.arm_value_gamma) for r in parts], -1).astype(np.float32)
     out[schema.BOOTSTRAP_WEIGHTS] = bootstrap_weights(tr.eps_id, config.arm_value_ensemble, config.seed or 0)
     out[schema.EPISODE_START] = episode_starts(tr.eps_id, tr.t)
     return out

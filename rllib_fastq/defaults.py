@@ -25,9 +25,12 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "arm_choice": "safe",
     "arm_value_hiddens": [128, 128],
     "arm_value_ensemble": 5,
+    "arm_value_decomposition": False,
     "arm_choice_pessimism": 1.0,
     "arm_choice_min_propensity": 0.002,
     "serve_action": "auto",  # "expert" with several arms, "actor" with one
 }
 #: Derived by FastQConfig from the reward settings (not fields of their own).
-DERIVED_MODEL_DEFAULTS: dict[str, Any] = {"num_decomposed": 0, "decomposed_names": []}
+DERIVED_MODEL_DEFAULTS: dict[str, Any] = {"num_decomposed": 0, "decomposed_names": [],
+                                          # every reward component's weight and name ([] = none)
+                                          "reward_weights": [], "component_names": []}

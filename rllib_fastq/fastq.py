@@ -192,6 +192,11 @@ class FastQConfig(AlgorithmConfig):
         #: switched arms ~4 times per episode and lost up to 10 % on the aligned regime). Low enough
         #: for routers that randomise 5 % of players over 3 arms (1.7 % per arm).
         self.arm_choice_min_propensity = MODEL_DEFAULTS["arm_choice_min_propensity"]
+        #: True: one arm value per reward component, V_{e,k,j}(s), each regressed on that component's
+        #: own return-to-go, and the arm value V_{e,k}(s) = Σ_j w_j V_{e,k,j}(s) by construction, so
+        #: `explain()` decomposes the value of what is served (`arm_value_components`). Without
+        #: `reward_weights`, one component: the reward (the same values as False).
+        self.arm_value_decomposition = MODEL_DEFAULTS["arm_value_decomposition"]
         #: Discount of the Monte-Carlo returns the arm values regress on (1: the whole stay).
         self.arm_value_gamma = 1.0
         #: Learning rate of the arm values and the routing model ("arm_values" optimizer; phase 1).
@@ -267,6 +272,7 @@ class FastQConfig(AlgorithmConfig):
         arm_choice: str | None = NotProvided,
         arm_value_hiddens: list[int] | None = NotProvided,
         arm_value_ensemble: int | None = NotProvided,
+        arm_value_decomposition: bool | None = NotProvided,
         arm_choice_pessimism: float | None = NotProvided,
         arm_choice_min_propensity: float | None = NotProvided,
         arm_value_gamma: float | None = NotProvided,
@@ -309,6 +315,8 @@ class FastQConfig(AlgorithmConfig):
         return super()._model_config_auto_includes | {f: getattr(self, f) for f in _MODEL_FIELDS} | {
             "num_decomposed": len(self.decomposed_indices()),
             "decomposed_names": [self.component_names()[j] for j in self.decomposed_indices()],
+            "reward_weights": [float(w) for w in self.reward_weights or []],
+            "component_names": self.component_names(),
         }
 
     def build_learner_connector(self, input_observation_space, input_action_space, device=None):
@@ -394,6 +402,8 @@ class FastQConfig(AlgorithmConfig):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 err(f"`{name}` must be a number >= 0, got {v!r}.")
+        if not isinstance(self.arm_value_decomposition, (bool, np.bool_)):
+            err(f"`arm_value_decomposition` must be True or False, got {self.arm_value_decomposition!r}.")
         if not 0.0 <= self.arm_value_gamma <= 1.0:
             err(f"`arm_value_gamma` must lie in [0, 1], got {self.arm_value_gamma!r}.")
         for name in ("tau", "max_exploration"):

@@ -50,6 +50,26 @@ def test_arm_value_loss_trains_only_the_logged_arm_by_hand():
     assert values.grad[0, :, 1].abs().sum() == 0 and values.grad[1, :, 0].abs().sum() == 0  # other arms
 
 
+def test_component_arm_value_loss_regresses_each_component_on_its_own_return_by_hand():
+    # values [B=2, E=2, K=2, C=2]; row 0 logged by arm 0, row 1 by arm 1
+    values = torch.tensor([[[[1.0, 0.0], [9.0, 9.0]], [[2.0, 1.0], [9.0, 9.0]]],
+                           [[[9.0, 9.0], [3.0, -1.0]], [[9.0, 9.0], [0.0, 0.0]]]], requires_grad=True)
+    pid = torch.tensor([0, 1])
+    returns = torch.tensor([[2.0, 1.0], [1.0, 1.0]])     # G_ij: row i, component j
+    # member 0: row 0 (1-2)² + (0-1)² = 2, row 1 (3-1)² + (-1-1)² = 8 → mean 5
+    # member 1: row 0 (2-2)² + (1-1)² = 0, row 1 (0-1)² + (0-1)² = 2 → mean 1
+    assert losses.arm_value_loss(values, pid, returns).item() == pytest.approx(6.0)
+    boot = torch.tensor([[1.0, 2.0], [3.0, 0.0]])
+    # member 0: (1·2 + 3·8)/4 = 6.5; member 1: (2·0 + 0·2)/2 = 0
+    assert losses.arm_value_loss(values, pid, returns, boot).item() == pytest.approx(6.5)
+    losses.arm_value_loss(values, pid, returns).backward()
+    assert values.grad[0, :, 1].abs().sum() == 0 and values.grad[1, :, 0].abs().sum() == 0  # other arms
+    # one component is the scalar loss
+    one = values.detach()[..., :1]
+    assert losses.arm_value_loss(one, pid, returns[:, :1]).item() == pytest.approx(
+        losses.arm_value_loss(one[..., 0], pid, returns[:, 0]).item())
+
+
 def test_propensity_loss_is_weighted_cross_entropy():
     logits = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
     pid = torch.tensor([0, 1])

@@ -33,6 +33,8 @@ POLICY_PROPENSITY = "policy_propensity"
 #: Derived by FAST-Q from the episodes for its learners (never read from files): the Monte-Carlo
 #: return from each row on, per-ensemble-member bootstrap weights of the arm values, episode starts.
 RETURNS_TO_GO = "returns_to_go"
+#: Per reward component [N, C] (``arm_value_decomposition``; C = 1 on ``rewards`` without components).
+COMPONENT_RETURNS_TO_GO = "component_returns_to_go"
 BOOTSTRAP_WEIGHTS = "bootstrap_weights"
 EPISODE_START = "episode_start"  # the first logged row of its episode
 

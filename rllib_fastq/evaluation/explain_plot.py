@@ -2,7 +2,9 @@
 routed arm's side by side.
 
 ``module.explain(obs, policy_id)`` decomposes Q of the served (arm, action) into ``components``
-(name → [B], summing to ``q``). :func:`explain_arms` asks it twice: for the arm FAST-Q chooses
+(name → [B], summing to ``q``), and with ``arm_value_decomposition`` the arm values into
+``arm_value_components`` (then drawn instead: they value the served arm choice).
+:func:`explain_arms` asks it twice: for the arm FAST-Q chooses
 (``policy_id="best"``) and for the arm the routing model finds likeliest (``argmax_k ρ(k|s)``, "what
 the router would have done"). :func:`plot_explanation` draws the two (or one: a Serve ``explain``
 answer's ``components``) as grouped bars; matplotlib is an optional extra
@@ -66,15 +68,20 @@ def explain_arms(module: Any, obs: np.ndarray, policy_id: Any = "best") -> dict[
     routed = module.explain(o, routed_arm)
 
     def row(e: Mapping[str, Any]) -> dict[str, Any]:
-        return {"arm": int(e["policy_id"][0]), "q": float(e["q"][0]),
-                "components": {n: float(v[0]) for n, v in e["components"].items()}}
+        arm = int(e["policy_id"][0])
+        out = {"arm": arm, "q": float(e["q"][0]), "components": {n: float(v[0]) for n, v in e["components"].items()}}
+        if "arm_value_components" in e:  # arm_value_decomposition: V_{k,j}(s) of this arm, Σ_j w_j V_{k,j} = V_k
+            out["arm_value"] = float(e["arm_values"][0, arm])
+            out["arm_value_components"] = {n: float(v[0, arm]) for n, v in e["arm_value_components"].items()}
+        return out
 
     return {"chosen": row(chosen), "routed": row(routed),
             "arm_values": chosen["arm_values"][0].tolist(),
             "routing_probabilities": chosen["routing_probabilities"][0].tolist()}
 
 
-def plot_explanation(bars: Mapping[str, Mapping[str, float]], path: str, *, title: str = "") -> str:
+def plot_explanation(bars: Mapping[str, Mapping[str, float]], path: str, *, title: str = "",
+                     ylabel: str = "value share (w_j · Q)") -> str:
     """Grouped bars: one group per component, one bar per entry of ``bars`` (label → {component:
     value}), e.g. ``{"chosen arm 1": ..., "routed arm 0": ...}``. Writes ``path`` (PNG)."""
     plt = _pyplot()
@@ -88,7 +95,7 @@ def plot_explanation(bars: Mapping[str, Mapping[str, float]], path: str, *, titl
         ax.bar(x + (i - (len(labels) - 1) / 2) * width, vals, width, label=label)
     ax.axhline(0.0, color="black", linewidth=0.6)
     ax.set_xticks(x, names)
-    ax.set_ylabel("value share (w_j · Q)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
@@ -109,9 +116,13 @@ def write_explanation_png(module: Any, obs: Any, path: str, *, policy_id: Any = 
         return arm_names[k] if arm_names and k < len(arm_names) else f"arm {k}"
 
     c, r = ex["chosen"], ex["routed"]
-    bars = {f"chosen: {name(c['arm'])} (Q {c['q']:.2f})": c["components"]}
+    # With arm_value_decomposition, the arm values' components: they value the served choice.
+    key, v, ylabel = (("arm_value_components", "arm_value", "arm value per component V_j (V = Σ_j w_j V_j)")
+                      if "arm_value_components" in c else ("components", "q", "value share (w_j · Q)"))
+    bars = {f"chosen: {name(c['arm'])} ({v} {c[v]:.2f})": c[key]}
     if r["arm"] != c["arm"]:
-        bars[f"routed: {name(r['arm'])} (Q {r['q']:.2f})"] = r["components"]
+        bars[f"routed: {name(r['arm'])} ({v} {r[v]:.2f})"] = r[key]
     plot_explanation(bars, path, title="per-component value, chosen vs routed arm"
-                     if r["arm"] != c["arm"] else "per-component value (the chosen arm is the routed arm)")
+                     if r["arm"] != c["arm"] else "per-component value (the chosen arm is the routed arm)",
+                     ylabel=ylabel)
     return {**ex, "png": path}

@@ -26,11 +26,12 @@ from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from rllib_fastq import _rllib_compat as compat
 from rllib_fastq.data import schema
-from rllib_fastq.data.schema import BOOTSTRAP_WEIGHTS, RETURNS_TO_GO
+from rllib_fastq.data.schema import BOOTSTRAP_WEIGHTS, COMPONENT_RETURNS_TO_GO, RETURNS_TO_GO
 from rllib_fastq.fastq_learner import EXPLORATION_PROB, PHASE, FastQLearner
 from rllib_fastq.torch import losses
 from rllib_fastq.torch.fastq_torch_rl_module import (
     ADVERSARY_LOGITS,
+    ARM_VALUE_COMPONENTS,
     ARM_VALUES,
     BR_NEXT_OBS,
     BR_OBS,
@@ -283,7 +284,9 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         pid = batch[schema.POLICY_ID].long()
         loss = fwd_out[ARM_VALUES].new_zeros(())
         if RETURNS_TO_GO in batch:  # the in-memory path derives it from the episodes
-            l_v = losses.arm_value_loss(fwd_out[ARM_VALUES], pid, batch[RETURNS_TO_GO],
+            per_c = ARM_VALUE_COMPONENTS in fwd_out  # arm_value_decomposition: [B, E, K, C] on [B, C]
+            l_v = losses.arm_value_loss(fwd_out[ARM_VALUE_COMPONENTS if per_c else ARM_VALUES], pid,
+                                        batch[COMPONENT_RETURNS_TO_GO if per_c else RETURNS_TO_GO],
                                         batch.get(BOOTSTRAP_WEIGHTS))
             self._log_mean("arm_value_loss", l_v)
             loss = loss + l_v

@@ -36,6 +36,7 @@ BR_NEXT_OBS = "br_next_obs"  # b_p(s') of the logged arm p, [B, br]
 EXPERT_ACTION_PREDS = "expert_action_preds"  # â_k(s), [B, K, d_a]
 ADVERSARY_LOGITS = "adversary_logits"  # G(GRL(b_k(s))), [B, K, K]
 ARM_VALUES = "arm_values"  # V_{e,k}(s) of every ensemble member e and arm k, [B, E, K]
+ARM_VALUE_COMPONENTS = "arm_value_components"  # V_{e,k,j}(s) per reward component j, [B, E, K, C]
 ROUTING_LOGITS = "routing_logits"  # logits of the routing model ρ(k | s), [B, K]
 
 DEFAULTS: dict[str, Any] = {**MODEL_DEFAULTS, **DERIVED_MODEL_DEFAULTS}
@@ -100,7 +101,14 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         self.arm_choice_pessimism = float(cfg["arm_choice_pessimism"])
         self.arm_choice_min_propensity = float(cfg["arm_choice_min_propensity"])
         self.serve_action = resolve_serve_action(cfg["serve_action"], self.num_policies)
-        self.arm_values = EnsembleMLP(self.layout.flat_dim, cfg["arm_value_hiddens"], self.num_policies,
+        # arm_value_decomposition: C values per arm, V_{e,k} = Σ_j w_j V_{e,k,j} (C = 1, w = 1: the reward).
+        self.arm_value_decomposition = bool(cfg["arm_value_decomposition"])
+        weights = list(cfg["reward_weights"] or []) or [1.0]
+        self.arm_value_component_names = list(cfg["component_names"] or []) or ["reward"]
+        # Not persistent: from the config, so checkpoints without it still load.
+        self.register_buffer("arm_value_weights", torch.tensor(weights, dtype=torch.float32), persistent=False)
+        width = self.num_policies * (len(weights) if self.arm_value_decomposition else 1)
+        self.arm_values = EnsembleMLP(self.layout.flat_dim, cfg["arm_value_hiddens"], width,
                                       int(cfg["arm_value_ensemble"]))
         self.routing_model = mlp(self.layout.flat_dim, cfg["arm_value_hiddens"][:1], self.num_policies)
         if bounded:
@@ -173,7 +181,23 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         """Every ensemble member's value of every arm ``[B, E, K]`` and the routing model's
         probabilities ``ρ(k | s)`` ``[B, K]``."""
         x = self.normalize(obs)
-        return self.arm_values(x), torch.softmax(self.routing_model(x), -1)
+        return self._scalar_arm_values(self.arm_values(x)), torch.softmax(self.routing_model(x), -1)
+
+    def arm_value_component_estimates(self, obs: Any) -> torch.Tensor:
+        """Per-component arm values ``V_{e,k,j}(s)`` ``[B, E, K, C]`` (``arm_value_decomposition``);
+        ``Σ_j w_j V_{e,k,j}`` is :meth:`arm_value_estimates`' value."""
+        if not self.arm_value_decomposition:
+            raise ValueError("arm_value_component_estimates: the module was built with "
+                             "arm_value_decomposition=False; it has one value per arm.")
+        return self._component_arm_values(self.arm_values(self.normalize(obs)))
+
+    def _component_arm_values(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw.reshape(*raw.shape[:2], self.num_policies, -1)  # [B, E, K*C] → [B, E, K, C]
+
+    def _scalar_arm_values(self, raw: torch.Tensor) -> torch.Tensor:
+        if not self.arm_value_decomposition:
+            return raw
+        return self._component_arm_values(raw) @ self.arm_value_weights  # Σ_j w_j V_{e,k,j}
 
     def adversary_logits(self, b: torch.Tensor) -> torch.Tensor:
         """``G(GRL(b))``: logits [B, K, K] of which arm each ``b_k`` came from."""
@@ -191,8 +215,11 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         if phase == 1:
             b, a_hat = self.representations(batch[Columns.OBS])
             x = self.normalize(batch[Columns.OBS])
-            out = {BR_OBS: b, EXPERT_ACTION_PREDS: a_hat, ARM_VALUES: self.arm_values(x),
+            raw = self.arm_values(x)
+            out = {BR_OBS: b, EXPERT_ACTION_PREDS: a_hat, ARM_VALUES: self._scalar_arm_values(raw),
                    ROUTING_LOGITS: self.routing_model(x)}
+            if self.arm_value_decomposition:
+                out[ARM_VALUE_COMPONENTS] = self._component_arm_values(raw)
             if self.num_policies > 1:
                 out[ADVERSARY_LOGITS] = self.adversary_logits(b)
             return out
@@ -285,14 +312,20 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         Returns ``actions``, ``policy_id``, ``q`` [B] (twin 1), ``components``: a dict
         name → [B], one per decomposed component plus ``"residual"`` (they sum to ``q``), and
         the arm choice's evidence: ``arm_values`` [B, K] (ensemble mean), ``arm_value_std``
-        [B, K] and ``routing_probabilities`` [B, K].
+        [B, K] and ``routing_probabilities`` [B, K]. With ``arm_value_decomposition``, also
+        ``arm_value_components``: a dict component name → [B, K] (ensemble mean of ``V_{k,j}``),
+        with ``Σ_j w_j · arm_value_components[j] = arm_values``: the value of the served arm's
+        choice by component (``components`` explain the critic's Q of TD3+BC's actor instead).
         """
         with torch.no_grad():
             out = self.choose_arms(obs, policy_id)
             q, w = self.critic(torch.cat([out[BR_OBS], out[Columns.ACTIONS]], -1))
             values, propensity = self.arm_value_estimates(obs)
+            parts = self.arm_value_component_estimates(obs).mean(1) if self.arm_value_decomposition else None
         q1, w1 = q[:, 0], w[:, 0]
         names = self.decomposed_names + ["residual"]
+        extra = {} if parts is None else {
+            "arm_value_components": {n: parts[..., j] for j, n in enumerate(self.arm_value_component_names)}}
         return {
             "actions": out[Columns.ACTIONS],
             "policy_id": out[schema.POLICY_ID],
@@ -301,4 +334,5 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
             "arm_values": values.mean(1),
             "arm_value_std": values.std(1, unbiased=False),
             "routing_probabilities": propensity,
+            **extra,
         }

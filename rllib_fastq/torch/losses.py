@@ -101,9 +101,19 @@ def arm_value_loss(values: torch.Tensor, policy_id: torch.Tensor, returns: torch
     (Monte-Carlo return from s_i on), ``bootstrap`` u [B, E] (per-member resampling weights;
     None = 1). Only the logged arm's value is trained on a row: arm k's value on another arm's
     players is an extrapolation across slices, which the ensemble's spread measures.
+
+    Per reward component (``arm_value_decomposition``): ``values`` [B, E, K, C] and ``returns``
+    [B, C], component j's value regressing on component j's own return-to-go G_ij:
+
+        L_V = Σ_e  Σ_j  Σ_i u_ie (V_{e,p_i,j}(s_i) − G_ij)² / Σ_i u_ie
+
+    (C = 1 is the scalar loss above).
     """
     rows = torch.arange(values.shape[0], device=values.device)
-    err = (values[rows, :, policy_id] - returns[:, None]).pow(2)  # [B, E]
+    if values.dim() == 4:  # per component: sum the components' squared errors
+        err = (values[rows, :, policy_id] - returns[:, None, :]).pow(2).sum(-1)  # [B, E]
+    else:
+        err = (values[rows, :, policy_id] - returns[:, None]).pow(2)  # [B, E]
     if bootstrap is None:
         return err.mean(0).sum()
     return ((err * bootstrap).sum(0) / bootstrap.sum(0).clamp_min(1e-8)).sum()

@@ -19,7 +19,8 @@ from rllib_fastq.torch.fastq_torch_rl_module import BR_NEXT_OBS, BR_OBS, EXPERT_
 #: one per episode (3 % of the player-platform rows) and the values there were unreliable.
 EPISODE_START_SHARE = 0.25
 _PHASE1_ONLY = (schema.OBS, schema.NEW_OBS, schema.EXPERT_ACTIONS, schema.EXPERT_ACTIONS_MASK,
-                schema.RETURNS_TO_GO, schema.BOOTSTRAP_WEIGHTS, schema.EPISODE_START)
+                schema.RETURNS_TO_GO, schema.COMPONENT_RETURNS_TO_GO, schema.BOOTSTRAP_WEIGHTS,
+                schema.EPISODE_START)
 
 
 class InMemorySampler:
