@@ -65,6 +65,43 @@ def test_grl_makes_encoder_maximise_what_the_classifier_minimises():
     assert torch.allclose(g_clf_rev, clf.weight.grad, atol=1e-6)  # the classifier is unaffected
 
 
+def _adversary_trunk_grads(**cfg) -> tuple[float, float]:
+    """|∂L_adv/∂trunk| and |∂L_adv/∂adversary| of a tiny module with ``cfg`` over the defaults."""
+    import gymnasium as gym
+    import numpy as np
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from rllib_fastq.torch.fastq_torch_rl_module import FastQTorchRLModule
+
+    torch.manual_seed(0)
+    module = RLModuleSpec(module_class=FastQTorchRLModule, observation_space=gym.spaces.Box(-np.inf, np.inf, (5,)),
+                          action_space=gym.spaces.Box(-1, 1, (2,)),
+                          model_config=dict(num_policies=3, expert_hiddens=[8], br_dim=4, adversary_hiddens=[8],
+                                            actor_hiddens=[8], critic_hiddens=[8], **cfg)).build()
+    b, _ = module.representations(torch.randn(16, 5))
+    logits = module.adversary_logits(b)
+    labels = torch.arange(3).expand(16, 3)
+    losses.adversary_loss(logits, labels)[0].backward()
+    trunk = sum(p.grad.abs().sum().item() for net in (module.trunk, module.experts) for p in net.parameters()
+                if p.grad is not None)
+    adversary = sum(p.grad.abs().sum().item() for p in module.adversary.parameters())
+    return trunk, adversary
+
+
+def test_default_adversary_trains_without_reversing_gradients_into_the_trunk_the_reference_does():
+    """Default grl_lambda 0 (docs/algorithm.md §8 h): the adversary still learns, the shared trunk
+    (read by the arms' clones) gets nothing from it; the reference preset's λ = 0.1 reaches it."""
+    from rllib_fastq import FastQConfig
+    from rllib_fastq.defaults import MODEL_DEFAULTS
+
+    assert FastQConfig().grl_lambda == MODEL_DEFAULTS["grl_lambda"] == 0.0
+    assert FastQConfig().reference().grl_lambda == 0.1
+    trunk, adversary = _adversary_trunk_grads()
+    assert trunk == 0.0 and adversary > 0.0
+    trunk_ref, _ = _adversary_trunk_grads(grl_lambda=0.1)
+    assert trunk_ref > 0.0
+
+
 def test_td_target_masks_bootstrap_on_terminal():
     r = torch.tensor([1.0, 1.0])
     term = torch.tensor([0.0, 1.0])
