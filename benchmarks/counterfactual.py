@@ -52,13 +52,16 @@ def make_states(num_states: int, seed: int, overlap: float = 0.2, noise: float =
     return states
 
 
-def _rollout(env: PlayerPlatformEnv, first: np.ndarray, follow: int, gamma: float, seed: int) -> float:
+def _rollout(env: PlayerPlatformEnv, first: np.ndarray, follow: int, gamma: float, seed: int,
+             components: bool = False) -> float | np.ndarray:
+    """The γ-discounted return (or, with ``components``, the per-component sums [C], discounted
+    likewise: ``info["reward_components"]``) of ``first`` and then arm ``follow``'s actions."""
     env = copy.deepcopy(env)
     env.np_random = np.random.default_rng(seed)
     action, total, disc = first, 0.0, 1.0
     while True:
-        obs, r, term, trunc, _ = env.step(action)
-        total += disc * r
+        obs, r, term, trunc, info = env.step(action)
+        total = total + disc * (np.asarray(info["reward_components"], np.float64) if components else r)
         disc *= gamma
         if term or trunc:
             return total
@@ -74,6 +77,14 @@ def true_values(states: list[dict[str, Any]], gamma: float, rollouts: int, seed:
                 out[name][i, k] = np.mean([_rollout(st["env"], st["actions"][k], follow, gamma, seed + 7919 * j)
                                            for j in range(rollouts)])
     return out
+
+
+def true_component_values(states: list[dict[str, Any]], rollouts: int, seed: int) -> np.ndarray:
+    """Undiscounted per-component return of staying on each arm (the ``switch`` continuation),
+    [N, K, C]; rollout ``j`` shares its seed across arms (common random numbers)."""
+    return np.stack([np.stack([np.mean([_rollout(st["env"], st["actions"][k], k, 1.0, seed + 7919 * j,
+                                                 components=True) for j in range(rollouts)], 0)
+                               for k in range(K)]) for st in states])
 
 
 def fastq_q1(module: Any, states: list[dict[str, Any]]) -> np.ndarray:
