@@ -10,7 +10,8 @@ the Monte-Carlo return of staying on that arm for the whole episode (``--rollout
 copy of the arriving player's simulator state, common random numbers across arms; the "switch"
 values of ``benchmarks.counterfactual``). Reported: top-1 accuracy of the arm values' mean
 (``arm_choice="greedy"``) and of the safe choice, the chance level, and the safe choice's regret
-(true value of the best arm minus that of the chosen one).
+(true value of the best arm minus that of the chosen one), beside the same two numbers for the
+direct-method chooser fitted on the same logs.
 """
 
 from __future__ import annotations
@@ -42,6 +43,18 @@ def evaluate_ranking(module, states: list[dict], truth: np.ndarray) -> dict[str,
             "safe_arm_share": np.bincount(safe, minlength=truth.shape[1]).tolist()}
 
 
+def direct_method_ranking(train: str, states: list[dict], truth: np.ndarray) -> dict[str, float]:
+    """The same top-1 and regret for the direct-method chooser fitted on the same logs (the bar)."""
+    from benchmarks.harness.simple import DirectMethodChooser
+
+    static = np.stack([s["obs"]["static"] for s in states])
+    chooser = DirectMethodChooser(train, num_arms=truth.shape[1], static_dim=static.shape[1])
+    chosen = np.array([chooser.choose(x) for x in static])
+    best, rows = truth.argmax(1), np.arange(len(states))
+    return {"top1_direct_method": float(np.mean(chosen == best)),
+            "regret_direct_method": float(np.mean(truth[rows, best] - truth[rows, chosen]))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--regimes", nargs="+", default=["misaligned", "aligned"])
@@ -67,7 +80,8 @@ def main() -> None:
                 .debugging(seed=args.seed)).build_algo()
         for _ in range(b["iterations"]):
             algo.train()
-        result = {"regime": regime, "seed": args.seed, **evaluate_ranking(algo.get_module(), states, truth)}
+        result = {"regime": regime, "seed": args.seed, **evaluate_ranking(algo.get_module(), states, truth),
+                  **direct_method_ranking(ds.train, states, truth)}
         algo.stop()
         print(json.dumps(result), flush=True)
     ray.shutdown()
