@@ -288,6 +288,11 @@ class FastQServer:
         if "q" in res:
             q = res["q"].tolist()
             comps = {n: c.tolist() for n, c in res["components"].items()}
+            # The arm choice's evidence, per row: every arm's value and routing probability (and,
+            # with arm_value_decomposition, every arm's value per component) — what
+            # explain_plot.write_answer_png draws.
+            evidence = {k: res[k].tolist() for k in ("arm_values", "routing_probabilities") if k in res}
+            arm_comps = {n: c.tolist() for n, c in res.get("arm_value_components", {}).items()}
         outs, start = [], 0
         for o, _, explain in items:
             stop = start + len(o)
@@ -295,6 +300,10 @@ class FastQServer:
             if explain:
                 out["q"] = q[start:stop]
                 out["components"] = [{n: c[i] for n, c in comps.items()} for i in range(start, stop)]
+                out.update({k: v[start:stop] for k, v in evidence.items()})
+                if arm_comps:
+                    out["arm_value_components"] = [{n: c[i] for n, c in arm_comps.items()}
+                                                   for i in range(start, stop)]
             outs.append(out)
             start = stop
         return outs

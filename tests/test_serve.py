@@ -133,7 +133,7 @@ def test_flattened_dict_observation_is_accepted(server, client):
     np.testing.assert_allclose(a["actions"], b["actions"], atol=1e-6)
 
 
-def test_explain_components_sum_to_q(server, client):
+def test_explain_components_sum_to_q(server, client, tmp_path):
     obs = _pp_obs(4, seed=1)
     r = client.post("/pp/act", json={"obs": obs, "policy_id": "best", "explain": True}).json()
     assert len(r["q"]) == 4 and len(r["components"]) == 4
@@ -145,6 +145,18 @@ def test_explain_components_sum_to_q(server, client):
     np.testing.assert_allclose(r["q"], ref["q"].numpy(), atol=1e-5)
     one = client.post("/pp/act", json={"obs": obs[0], "explain": True}).json()
     assert isinstance(one["q"], float) and sum(one["components"].values()) == pytest.approx(one["q"], abs=1e-5)
+    # The arm choice's evidence comes with it, and the client draws the PNG from the answer alone.
+    np.testing.assert_allclose(r["arm_values"], ref["arm_values"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(r["routing_probabilities"], ref["routing_probabilities"].numpy(), atol=1e-5)
+    assert len(one["arm_values"]) == server["modules"]["pp"].num_policies
+    from rllib_fastq.evaluation.explain_plot import write_answer_png
+
+    for answer, name in ((r, "batch.png"), (one, "one.png")):
+        path = write_answer_png(answer, str(tmp_path / name), row=0)
+        assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="arm_values"):
+        write_answer_png({"policy_id": [0], "components": [{}], "routing_probabilities": [[1.0]]},
+                         str(tmp_path / "x.png"))
 
 
 def test_concurrent_requests_with_different_arms_are_answered_per_row(server, client):

@@ -126,3 +126,32 @@ def write_explanation_png(module: Any, obs: Any, path: str, *, policy_id: Any = 
                      if r["arm"] != c["arm"] else "per-component value (the chosen arm is the routed arm)",
                      ylabel=ylabel)
     return {**ex, "png": path}
+
+
+def write_answer_png(answer: Mapping[str, Any], path: str, *, row: int = 0,
+                     arm_names: Sequence[str] | None = None) -> str:
+    """The PNG of row ``row`` of a Serve ``/act`` answer to ``"explain": true`` (``rllib_fastq.serve``),
+    on the client side: no module needed. With per-component arm values (``arm_value_decomposition``)
+    it draws them for the chosen arm and the routing model's likeliest arm; otherwise the chosen
+    arm's ``w_j · Q`` shares. Returns ``path``."""
+    missing = [k for k in ("policy_id", "components", "arm_values", "routing_probabilities") if k not in answer]
+    if missing:
+        raise ValueError(f"answer: missing {missing}; ask Serve with \"explain\": true")
+    if not isinstance(answer["policy_id"], list):  # a one-observation request: unwrapped fields
+        answer, row = {k: [v] for k, v in answer.items()}, 0
+
+    def name(k: int) -> str:
+        return arm_names[k] if arm_names and k < len(arm_names) else f"arm {k}"
+
+    arm = int(answer["policy_id"][row])
+    values = list(answer["arm_values"][row])
+    routed = int(np.argmax(answer["routing_probabilities"][row]))
+    if "arm_value_components" in answer:
+        comps = answer["arm_value_components"][row]
+        bars = {f"chosen: {name(arm)} (value {values[arm]:.2f})": {n: v[arm] for n, v in comps.items()}}
+        if routed != arm:
+            bars[f"routed: {name(routed)} (value {values[routed]:.2f})"] = {n: v[routed] for n, v in comps.items()}
+        return plot_explanation(bars, path, title="per-component arm value, chosen vs routed arm",
+                                ylabel="arm value per component V_j (V = Σ_j w_j V_j)")
+    bars = {f"chosen: {name(arm)} (Q {answer['q'][row]:.2f})": answer["components"][row]}
+    return plot_explanation(bars, path, title=f"value shares of the chosen arm (routed: {name(routed)})")
