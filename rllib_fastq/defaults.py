@@ -28,6 +28,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "arm_value_decomposition": False,
     "arm_choice_pessimism": 1.0,
     "arm_choice_min_propensity": 0.002,
+    "arm_choice_at": "arrival",
     "serve_action": "auto",  # "expert" with several arms, "actor" with one
 }
 #: Derived by FastQConfig from the reward settings (not fields of their own).

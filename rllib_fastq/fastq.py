@@ -33,7 +33,7 @@ from ray.rllib.utils.metrics import (
 from ray.rllib.utils.typing import ResultDict
 
 from rllib_fastq import _rllib_compat as compat
-from rllib_fastq.counterfactual import ARM_CHOICES, SERVE_ACTIONS
+from rllib_fastq.counterfactual import ARM_CHOICE_TIMES, ARM_CHOICES, SERVE_ACTIONS
 from rllib_fastq.data import schema
 from rllib_fastq.data.columnar import configure_streaming
 from rllib_fastq.data_setup import InMemoryOfflineData, infer_spaces, prepare_offline_data
@@ -192,6 +192,12 @@ class FastQConfig(AlgorithmConfig):
         #: switched arms ~4 times per episode and lost up to 10 % on the aligned regime). Low enough
         #: for routers that randomise 5 % of players over 3 arms (1.7 % per arm).
         self.arm_choice_min_propensity = MODEL_DEFAULTS["arm_choice_min_propensity"]
+        #: When the "best" arm is chosen: "arrival" (default) chooses for a player whose history is
+        #: empty (the temporal window all padding) and then serves the arm the history shows (the
+        #: routing model's argmax: players stay on one arm, as in the logs); "every_step"
+        #: (reference) chooses afresh at every step. Flat observations carry no history: every
+        #: step is then an arrival.
+        self.arm_choice_at = MODEL_DEFAULTS["arm_choice_at"]
         #: True: one arm value per reward component, V_{e,k,j}(s), each regressed on that component's
         #: own return-to-go, and the arm value V_{e,k}(s) = Σ_j w_j V_{e,k,j}(s) by construction, so
         #: `explain()` decomposes the value of what is served (`arm_value_components`). Without
@@ -275,6 +281,7 @@ class FastQConfig(AlgorithmConfig):
         arm_value_decomposition: bool | None = NotProvided,
         arm_choice_pessimism: float | None = NotProvided,
         arm_choice_min_propensity: float | None = NotProvided,
+        arm_choice_at: str | None = NotProvided,
         arm_value_gamma: float | None = NotProvided,
         arm_value_lr: float | None = NotProvided,
         exploration_arm: str | None = NotProvided,
@@ -294,9 +301,10 @@ class FastQConfig(AlgorithmConfig):
         drawn arm. Our defaults replace both (§8): the critic ranked arms at chance, and a uniform
         arm makes the actor's exploration target the average of the arms. It also restores the
         reference's LSTM dropout (0.1; our default 0 keeps the fused LSTM kernel) and the balancing
-        adversary's gradient reversal (λ = 0.1; our default 0: it degraded the arms' clones)."""
+        adversary's gradient reversal (λ = 0.1; our default 0: it degraded the arms' clones), and
+        chooses the arm at every step (ours: on arrival, then the player stays on it)."""
         return self.training(arm_choice="critic", exploration_arm="uniform", serve_action="actor",
-                             lstm_dropout=0.1, grl_lambda=0.1)
+                             lstm_dropout=0.1, grl_lambda=0.1, arm_choice_at="every_step")
 
     # -- RLlib hooks ------------------------------------------------------------------------
 
@@ -390,6 +398,8 @@ class FastQConfig(AlgorithmConfig):
         positive_int("arm_value_ensemble")
         if self.arm_choice not in ARM_CHOICES:
             err(f"`arm_choice` must be one of {ARM_CHOICES}, got {self.arm_choice!r}.")
+        if self.arm_choice_at not in ARM_CHOICE_TIMES:
+            err(f"`arm_choice_at` must be one of {ARM_CHOICE_TIMES}, got {self.arm_choice_at!r}.")
         if self.exploration_arm not in ("value", "uniform"):
             err(f"`exploration_arm` must be 'value' or 'uniform', got {self.exploration_arm!r}.")
         if self.serve_action not in SERVE_ACTIONS:

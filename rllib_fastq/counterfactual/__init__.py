@@ -8,8 +8,15 @@ ensemble on a shared input; the arm choice is pessimistic over the ensemble and 
 the arm the logged router would most likely have picked where the data cannot tell.
 """
 
-from rllib_fastq.counterfactual.arm_choice import ARM_CHOICES, SERVE_ACTIONS, resolve_serve_action, safe_arm_choice
+from rllib_fastq.counterfactual.arm_choice import (
+    ARM_CHOICE_TIMES,
+    ARM_CHOICES,
+    SERVE_ACTIONS,
+    resolve_serve_action,
+    safe_arm_choice,
+    stay_on_current_arm,
+)
 from rllib_fastq.counterfactual.returns import bootstrap_weights, episode_starts, returns_to_go
 
-__all__ = ["ARM_CHOICES", "SERVE_ACTIONS", "bootstrap_weights", "episode_starts", "resolve_serve_action",
-           "returns_to_go", "safe_arm_choice"]
+__all__ = ["ARM_CHOICES", "ARM_CHOICE_TIMES", "SERVE_ACTIONS", "bootstrap_weights", "episode_starts",
+           "resolve_serve_action", "returns_to_go", "safe_arm_choice", "stay_on_current_arm"]

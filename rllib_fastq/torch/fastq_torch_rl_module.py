@@ -14,7 +14,7 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
-from rllib_fastq.counterfactual import resolve_serve_action, safe_arm_choice
+from rllib_fastq.counterfactual import resolve_serve_action, safe_arm_choice, stay_on_current_arm
 from rllib_fastq.data import schema
 from rllib_fastq.defaults import DERIVED_MODEL_DEFAULTS, MODEL_DEFAULTS
 from rllib_fastq.torch.distributions import FastQDeterministic
@@ -100,6 +100,7 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         self.arm_choice = cfg["arm_choice"]
         self.arm_choice_pessimism = float(cfg["arm_choice_pessimism"])
         self.arm_choice_min_propensity = float(cfg["arm_choice_min_propensity"])
+        self.arm_choice_at = cfg["arm_choice_at"]
         self.serve_action = resolve_serve_action(cfg["serve_action"], self.num_policies)
         # arm_value_decomposition: C values per arm, V_{e,k} = Σ_j w_j V_{e,k,j} (C = 1, w = 1: the reward).
         self.arm_value_decomposition = bool(cfg["arm_value_decomposition"])
@@ -254,13 +255,33 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         return safe_arm_choice(values, propensity, pessimism=self.arm_choice_pessimism,
                                min_propensity=self.arm_choice_min_propensity)
 
+    def has_history(self, obs: Any) -> torch.Tensor:
+        """[B] bool: the row's temporal window holds a real step (not all padding zeros); always
+        False for flat observations, which carry no history."""
+        if self.layout.temporal is None:
+            x = obs["static"] if isinstance(obs, dict) else obs
+            return torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        if isinstance(obs, dict):
+            t = obs["temporal"].reshape(obs["temporal"].shape[0], -1)
+        else:
+            t = obs[:, : self.layout.temporal[0] * self.layout.temporal[1]]
+        return (t != 0).any(-1)
+
     def best_arms(self, obs: Any, q_all: torch.Tensor) -> torch.Tensor:
-        """The ``"best"`` arm per row [B] by ``arm_choice`` (rllib_fastq.counterfactual)."""
+        """The ``"best"`` arm per row [B] by ``arm_choice`` and ``arm_choice_at``
+        (rllib_fastq.counterfactual)."""
         if self.arm_choice == "critic":
-            return q_all.argmax(-1)
-        if self.arm_choice == "greedy":
-            return self.arm_value_estimates(obs)[0].mean(1).argmax(-1)
-        return self.value_guided_arms(obs)
+            best = q_all.argmax(-1)
+        elif self.arm_choice == "greedy":
+            best = self.arm_value_estimates(obs)[0].mean(1).argmax(-1)
+        else:
+            best = self.value_guided_arms(obs)
+        if self.arm_choice_at == "arrival" and self.num_policies > 1:
+            staying = self.has_history(obs)
+            if staying.any():
+                rho = torch.softmax(self.routing_model(self.normalize(obs)), -1)
+                best = stay_on_current_arm(best, staying, rho)
+        return best
 
     def choose_arms(self, obs: Any, policy_id: Any = None) -> dict[str, torch.Tensor]:
         """Spec §5: act as the named arm, the configured default arm, or the ``"best"`` arm.
