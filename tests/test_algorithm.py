@@ -127,6 +127,7 @@ def test_ray_data_streaming_path_carries_fastq_columns(ray_session, synthetic_pa
     ("tau", -0.1, "`tau` must lie in [0, 1]"),
     ("max_exploration", 1.5, "`max_exploration` must lie in [0, 1]"),
     ("policy_sampling", "weird", "`policy_sampling` must be one of"),
+    ("arm_choice_at", "sometimes", "`arm_choice_at` must be one of"),
     ("reward_component_names", ["x"], "`reward_component_names` has 1 names"),
 ])
 def test_config_validation_names_the_field(synthetic_path, field, value, message):

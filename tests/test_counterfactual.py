@@ -104,3 +104,69 @@ def test_serve_action_auto_clones_the_chosen_arm_with_several_arms_and_acts_with
     assert resolve_serve_action("auto", 3) == "expert"
     assert resolve_serve_action("auto", 1) == "actor"
     assert resolve_serve_action("supported", 1) == "supported"
+
+
+def test_stay_on_current_arm_keeps_rows_with_a_history_on_the_arm_it_shows():
+    from rllib_fastq.counterfactual import stay_on_current_arm
+
+    chosen = torch.tensor([2, 2, 0])
+    has_history = torch.tensor([False, True, True])
+    rho = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.2, 0.1, 0.7]])
+    assert stay_on_current_arm(chosen, has_history, rho).tolist() == [2, 1, 2]
+
+
+def _history_module(arm_choice_at: str, temporal: bool = True):
+    import gymnasium as gym
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from rllib_fastq.torch.fastq_torch_rl_module import FastQTorchRLModule
+
+    torch.manual_seed(0)
+    space = (gym.spaces.Dict({"temporal": gym.spaces.Box(-np.inf, np.inf, (4, 2)),
+                              "static": gym.spaces.Box(-np.inf, np.inf, (3,))}) if temporal
+             else gym.spaces.Box(-np.inf, np.inf, (5,)))
+    cfg = dict(num_policies=3, arm_value_hiddens=[8], expert_hiddens=[8], br_dim=4, adversary_hiddens=[8],
+               actor_hiddens=[8], critic_hiddens=[8], lstm_hidden=4, static_hidden=4, arm_choice_at=arm_choice_at,
+               arm_choice="greedy")
+    return RLModuleSpec(module_class=FastQTorchRLModule, observation_space=space,
+                        action_space=gym.spaces.Box(-1, 1, (2,)), model_config=cfg).build()
+
+
+def test_arrival_choice_uses_the_values_for_new_players_and_the_routing_model_afterwards():
+    module = _history_module("arrival")
+    torch.manual_seed(1)
+    temporal = torch.zeros(6, 4, 2)
+    temporal[3:, -1] = torch.randn(3, 2)  # rows 3..5 have one real step in their history
+    obs = {"temporal": temporal, "static": torch.randn(6, 3)}
+    assert module.has_history(obs).tolist() == [False] * 3 + [True] * 3
+    flat = torch.cat([temporal.reshape(6, -1), obs["static"]], -1)
+    assert module.has_history(flat).tolist() == [False] * 3 + [True] * 3
+    with torch.no_grad():
+        greedy = module.arm_value_estimates(obs)[0].mean(1).argmax(-1)
+        current = (int(greedy[3]) + 1) % 3  # the routing model reads this arm from every history
+        last = module.routing_model[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.nn.functional.one_hot(torch.tensor(current), 3).float() * 50.0)
+        arms = module.choose_arms(obs, "best")["policy_id"]
+        every = _history_module("every_step")
+        every.load_state_dict(module.state_dict())
+        arms_every = every.choose_arms(obs, "best")["policy_id"]
+    assert arms[:3].tolist() == greedy[:3].tolist()  # arriving: the values decide
+    assert arms[3:].tolist() == [current] * 3 != greedy[3:].tolist()  # staying: the arm the history shows
+    assert arms_every.tolist() == greedy.tolist()  # the reference re-chooses by value at every step
+
+
+def test_flat_observations_have_no_history_so_every_step_is_an_arrival():
+    module = _history_module("arrival", temporal=False)
+    obs = torch.randn(4, 5)
+    assert not module.has_history(obs).any()
+    with torch.no_grad():
+        values, _ = module.arm_value_estimates(obs)
+        assert module.choose_arms(obs, "best")["policy_id"].tolist() == values.mean(1).argmax(-1).tolist()
+
+
+def test_the_reference_chooses_every_step_and_the_default_on_arrival():
+    from rllib_fastq import FastQConfig
+
+    assert FastQConfig().arm_choice_at == "arrival"
+    assert FastQConfig().reference().arm_choice_at == "every_step"
