@@ -192,11 +192,10 @@ class FastQConfig(AlgorithmConfig):
         #: switched arms ~4 times per episode and lost up to 10 % on the aligned regime). Low enough
         #: for routers that randomise 5 % of players over 3 arms (1.7 % per arm).
         self.arm_choice_min_propensity = MODEL_DEFAULTS["arm_choice_min_propensity"]
-        #: When the "best" arm is chosen: "arrival" (default) chooses for a player whose history is
-        #: empty (the temporal window all padding) and then serves the arm the history shows (the
-        #: routing model's argmax: players stay on one arm, as in the logs); "every_step"
-        #: (reference) chooses afresh at every step. Flat observations carry no history: every
-        #: step is then an arrival.
+        #: When the "best" arm is chosen: "arrival" (default) on the player's arrival observation
+        #: (the same static features, an empty history), so a player stays on one arm for the whole
+        #: stay, as in the logs; "every_step" (reference) afresh at every step. Flat observations
+        #: carry no history: every step is then an arrival.
         self.arm_choice_at = MODEL_DEFAULTS["arm_choice_at"]
         #: True: one arm value per reward component, V_{e,k,j}(s), each regressed on that component's
         #: own return-to-go, and the arm value V_{e,k}(s) = Σ_j w_j V_{e,k,j}(s) by construction, so

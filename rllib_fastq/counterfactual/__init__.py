@@ -14,9 +14,8 @@ from rllib_fastq.counterfactual.arm_choice import (
     SERVE_ACTIONS,
     resolve_serve_action,
     safe_arm_choice,
-    stay_on_current_arm,
 )
 from rllib_fastq.counterfactual.returns import bootstrap_weights, episode_starts, returns_to_go
 
 __all__ = ["ARM_CHOICES", "ARM_CHOICE_TIMES", "SERVE_ACTIONS", "bootstrap_weights", "episode_starts",
-           "resolve_serve_action", "returns_to_go", "safe_arm_choice", "stay_on_current_arm"]
+           "resolve_serve_action", "returns_to_go", "safe_arm_choice"]

@@ -18,8 +18,9 @@ import torch
 #: How the "best" arm is chosen: "safe" (above), "greedy" (argmax of the mean arm value),
 #: "critic" (the reference: argmax_k Q1(b_k(s), π(b_k(s)))).
 ARM_CHOICES = ("safe", "greedy", "critic")
-#: When the "best" arm is chosen (FastQConfig.arm_choice_at): on the player's arrival, then the arm
-#: their history shows ("arrival"), or afresh at every step ("every_step", the reference).
+#: When the "best" arm is chosen (FastQConfig.arm_choice_at): on the player's arrival observation,
+#: so a player stays on one arm ("arrival"), or afresh at every step ("every_step", the reference).
+#: Why: FastQTorchRLModule.best_arms.
 ARM_CHOICE_TIMES = ("arrival", "every_step")
 #: The action served for the chosen arm (FastQConfig.serve_action); "auto" resolves per K.
 SERVE_ACTIONS = ("auto", "actor", "expert", "supported")
@@ -32,20 +33,6 @@ def resolve_serve_action(serve_action: str, num_policies: int) -> str:
     if serve_action != "auto":
         return serve_action
     return "actor" if num_policies == 1 else "expert"
-
-
-def stay_on_current_arm(chosen: torch.Tensor, has_history: torch.Tensor,
-                        propensity: torch.Tensor) -> torch.Tensor:
-    """``arm_choice_at="arrival"``: rows with a history keep the arm that history shows.
-
-    Players are assigned to an arm for their whole stay, so the values rank "follow arm k from
-    here" only where nothing has been served yet. Afterwards the routing model ``ρ(k|s)``, trained
-    on logs where arms never change mid-stay, reads the serving arm from the history (the previous
-    actions); serving anything else switches arms mid-stay, which the logs never show (on
-    misaligned logs, 25 switches in 200 players cost 0.55 return: 9.51 against 10.06).
-    ``chosen`` [B] the choice made as if arriving; ``has_history`` [B] bool; ``propensity`` [B, K].
-    """
-    return torch.where(has_history, propensity.argmax(-1), chosen)
 
 
 def safe_arm_choice(values: torch.Tensor, propensity: torch.Tensor, *, pessimism: float,
