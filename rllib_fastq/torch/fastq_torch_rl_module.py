@@ -268,7 +268,10 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
 
     def q_all_arms(self, obs: Any) -> torch.Tensor:
         """Q1 of every arm's served action on its representation, [B, K] (the reference's choice)."""
-        actions, b = self._arm_actions(obs)
+        return self._q1_per_arm(*self._arm_actions(obs))
+
+    def _q1_per_arm(self, actions: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Q1(b_k, a_k) for every arm: actions [B, K, d_a], b [B, K, br] → [B, K]."""
         bsz, k, _ = actions.shape
         return self.critic.q1(torch.cat([b, actions], -1).reshape(bsz * k, -1)).reshape(bsz, k)
 
@@ -303,7 +306,7 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         """
         actions, b = self._arm_actions(obs)
         bsz, k, _ = actions.shape
-        q_all = self.critic.q1(torch.cat([b, actions], -1).reshape(bsz * k, -1)).reshape(bsz, k)
+        q_all = self._q1_per_arm(actions, b)
         if policy_id is None:
             policy_id = self.default_policy
         if isinstance(policy_id, str):
@@ -352,8 +355,10 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         with torch.no_grad():
             out = self.choose_arms(obs, policy_id)
             q, w = self.critic(torch.cat([out[BR_OBS], out[Columns.ACTIONS]], -1))
-            values, propensity = self.arm_value_estimates(obs)
-            parts = self.arm_value_component_estimates(obs).mean(1) if self.arm_value_decomposition else None
+            x = self.normalize(obs)
+            raw, propensity = self.arm_values(x), torch.softmax(self.routing_model(x), -1)
+            values = self._scalar_arm_values(raw)  # = arm_value_estimates(obs), from one pass
+            parts = self._component_arm_values(raw).mean(1) if self.arm_value_decomposition else None
         q1, w1 = q[:, 0], w[:, 0]
         names = self.decomposed_names + ["residual"]
         extra = {} if parts is None else {

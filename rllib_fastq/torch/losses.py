@@ -109,11 +109,10 @@ def arm_value_loss(values: torch.Tensor, policy_id: torch.Tensor, returns: torch
 
     (C = 1 is the scalar loss above).
     """
+    if values.dim() == 3:  # one value per arm: the C = 1 case
+        values, returns = values[..., None], returns[:, None]
     rows = torch.arange(values.shape[0], device=values.device)
-    if values.dim() == 4:  # per component: sum the components' squared errors
-        err = (values[rows, :, policy_id] - returns[:, None, :]).pow(2).sum(-1)  # [B, E]
-    else:
-        err = (values[rows, :, policy_id] - returns[:, None]).pow(2)  # [B, E]
+    err = (values[rows, :, policy_id] - returns[:, None, :]).pow(2).sum(-1)  # [B, E], summed over components
     if bootstrap is None:
         return err.mean(0).sum()
     return ((err * bootstrap).sum(0) / bootstrap.sum(0).clamp_min(1e-8)).sum()
