@@ -40,7 +40,6 @@ episodes seeded 100,000.. (the data used seeds below 10,000) as a D4RL normalise
 from __future__ import annotations
 
 import dataclasses
-import gc
 import os
 import pathlib
 import time
@@ -246,20 +245,11 @@ for _name in ("BC", "IQL"):
 
 def run_one(ds: MujocoDataset, method: str, seed: int, b: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     """Train ``method`` on ``ds`` and score its FINAL policy: (normalised score, extras)."""
-    t, cpu = time.perf_counter(), suites._cpu_s()
-    trained = MUJOCO_METHODS[method].fn(ds, seed, b)
-    fit_s, fit_cpu_s = time.perf_counter() - t, suites._cpu_s() - cpu
-    try:
-        t = time.perf_counter()
-        ev = score(trained.policy, ds.env, b["episodes"], b["eval_seed"])
-        extras = {**trained.extras, "eval": ev, "fit_s": round(fit_s, 2), "fit_cpu_s": round(fit_cpu_s, 2),
-                  "eval_s": round(time.perf_counter() - t, 2)}
-    finally:
-        if trained.close is not None:
-            trained.close()
-        del trained
-        gc.collect()  # release RLlib's Ray Data iterators while Ray still runs (no noise at exit)
-    return ev["normalized"], extras
+    def normalized(policy: Any) -> tuple[float, dict[str, Any]]:
+        ev = score(policy, ds.env, b["episodes"], b["eval_seed"])
+        return ev["normalized"], ev
+
+    return suites.fit_and_score(lambda: MUJOCO_METHODS[method].fn(ds, seed, b), normalized)
 
 
 def check(datasets: Sequence[str], methods: Sequence[str], budget: str) -> None:

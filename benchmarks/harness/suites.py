@@ -126,21 +126,18 @@ def _cpu_s() -> float:
     return time.process_time() + c.ru_utime + c.ru_stime
 
 
-def run_one(ds: DatasetHandle, method: str, seed: int, budget: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-    """Train ``method`` on ``ds`` and score its final policy online: (mean return, extras)."""
-    from rllib_fastq.envs import evaluate_policy
-
-    m = REGISTRY[method]
+def fit_and_score(fit: Callable[[], Any], score: Callable[[Any], tuple[float, dict[str, Any]]]
+                  ) -> tuple[float, dict[str, Any]]:
+    """Train (``fit()`` → a ``Trained``), score its policy (``score(policy)`` → (value, eval
+    record)), close it: (value, extras with the timings, the eval record and ``after_eval``'s)."""
     t, cpu = time.perf_counter(), _cpu_s()
-    trained = m.fn(ds, seed, budget)
+    trained = fit()
     fit_s, fit_cpu_s = time.perf_counter() - t, _cpu_s() - cpu
     try:
         t = time.perf_counter()
-        ev = evaluate_policy(trained.policy, None, num_episodes=budget["episodes"], seed=budget["eval_seed"])
+        value, ev = score(trained.policy)
         extras = {**trained.extras, "fit_s": round(fit_s, 2), "eval_s": round(time.perf_counter() - t, 2),
-                  "fit_cpu_s": round(fit_cpu_s, 2),
-                  "eval": {k: ev[k] for k in ("mean_return", "std_return", "sem_return", "mean_length",
-                                              "churn_rate", "num_episodes", "components", "segment_returns")}}
+                  "fit_cpu_s": round(fit_cpu_s, 2), "eval": ev}
         if trained.after_eval is not None:
             extras.update(trained.after_eval())
     finally:
@@ -148,7 +145,19 @@ def run_one(ds: DatasetHandle, method: str, seed: int, budget: dict[str, Any]) -
             trained.close()
         del trained
         gc.collect()  # release RLlib's Ray Data iterators while Ray still runs (no noise at exit)
-    return ev["mean_return"], extras
+    return value, extras
+
+
+def run_one(ds: DatasetHandle, method: str, seed: int, budget: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """Train ``method`` on ``ds`` and score its final policy online: (mean return, extras)."""
+    from rllib_fastq.envs import evaluate_policy
+
+    def score(policy: Any) -> tuple[float, dict[str, Any]]:
+        ev = evaluate_policy(policy, None, num_episodes=budget["episodes"], seed=budget["eval_seed"])
+        return ev["mean_return"], {k: ev[k] for k in ("mean_return", "std_return", "sem_return", "mean_length",
+                                                      "churn_rate", "num_episodes", "components", "segment_returns")}
+
+    return fit_and_score(lambda: REGISTRY[method].fn(ds, seed, budget), score)
 
 
 def run_suite(*, suite: str = PLAYER_PLATFORM, regimes: Sequence[str] = REGIMES, methods: Sequence[str],
