@@ -146,6 +146,25 @@ def test_arrival_choice_gives_every_step_of_a_stay_the_arm_chosen_on_arrival():
     assert (greedy_later != on_arrival).any()
 
 
+def test_explain_shows_the_arm_values_the_arrival_choice_read_at_every_step():
+    module = _history_module("arrival")
+    every = _history_module("every_step")
+    every.load_state_dict(module.state_dict())
+    torch.manual_seed(2)
+    static = torch.randn(16, 3)
+    arrival = {"temporal": torch.zeros(16, 4, 2), "static": static}
+    later = {"temporal": torch.randn(16, 4, 2), "static": static}
+    with torch.no_grad():
+        on_arrival, prop_arrival = module.arm_value_estimates(arrival)
+        on_later, _ = module.arm_value_estimates(later)
+        shown = module.explain(later)
+        assert torch.allclose(shown["arm_values"], on_arrival.mean(1), atol=1e-6)
+        assert torch.allclose(shown["routing_probabilities"], prop_arrival, atol=1e-6)
+        # The reference chooses on the current observation and shows that observation's values.
+        assert torch.allclose(every.explain(later)["arm_values"], on_later.mean(1), atol=1e-6)
+    assert not torch.allclose(on_arrival.mean(1), on_later.mean(1))
+
+
 def test_flat_observations_have_no_history_so_every_step_is_an_arrival():
     module = _history_module("arrival", temporal=False)
     obs = torch.randn(4, 5)

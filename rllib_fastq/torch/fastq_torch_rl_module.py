@@ -266,6 +266,14 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         n = self.layout.temporal[0] * self.layout.temporal[1]
         return torch.cat([torch.zeros_like(obs[:, :n]), obs[:, n:]], -1)
 
+    def choice_observation(self, obs: Any) -> Any:
+        """The observation the ``"best"`` arm is chosen on: the arrival observation with
+        ``arm_choice_at="arrival"`` (:meth:`best_arms`), else ``obs`` itself. :meth:`explain`
+        reports the arm values on it, so the evidence shown is the evidence used."""
+        if self.arm_choice_at == "arrival":
+            return self.arrival_observation(obs)
+        return obs
+
     def q_all_arms(self, obs: Any) -> torch.Tensor:
         """Q1 of every arm's served action on its representation, [B, K] (the reference's choice)."""
         return self._q1_per_arm(*self._arm_actions(obs))
@@ -290,7 +298,7 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         sent players the values had moved back to the routed arm.
         """
         if self.arm_choice_at == "arrival" and self.layout.temporal is not None:
-            obs, q_all = self.arrival_observation(obs), None
+            obs, q_all = self.choice_observation(obs), None
         if self.arm_choice == "critic":
             return (self.q_all_arms(obs) if q_all is None else q_all).argmax(-1)
         if self.arm_choice == "greedy":
@@ -351,11 +359,13 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         ``arm_value_components``: a dict component name → [B, K] (ensemble mean of ``V_{k,j}``),
         with ``Σ_j w_j · arm_value_components[j] = arm_values``: the value of the served arm's
         choice by component (``components`` explain the critic's Q of TD3+BC's actor instead).
+        The arm values and routing probabilities are those of :meth:`choice_observation` (the
+        arrival observation by default): what the arm choice read, at every step of a stay.
         """
         with torch.no_grad():
             out = self.choose_arms(obs, policy_id)
             q, w = self.critic(torch.cat([out[BR_OBS], out[Columns.ACTIONS]], -1))
-            x = self.normalize(obs)
+            x = self.normalize(self.choice_observation(obs))
             raw, propensity = self.arm_values(x), torch.softmax(self.routing_model(x), -1)
             values = self._scalar_arm_values(raw)  # = arm_value_estimates(obs), from one pass
             parts = self._component_arm_values(raw).mean(1) if self.arm_value_decomposition else None
