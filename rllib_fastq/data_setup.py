@@ -96,7 +96,8 @@ def learner_arrays(tr: Transitions, config: FastQConfig) -> dict[str, np.ndarray
     plus the arm values' targets derived from the episodes (``returns_to_go``, per component
     ``component_returns_to_go`` with ``arm_value_decomposition``, ``bootstrap_weights``)."""
     keep = (schema.OBS, schema.NEW_OBS, schema.ACTIONS, schema.REWARDS, schema.TERMINATEDS,
-            schema.POLICY_ID, schema.REWARD_COMPONENTS, schema.EXPERT_ACTIONS, schema.EXPERT_ACTIONS_MASK)
+            schema.POLICY_ID, schema.REWARD_COMPONENTS, schema.EXPERT_ACTIONS, schema.EXPERT_ACTIONS_MASK,
+            schema.POLICY_PROPENSITY)  # the propensity: arm_choice_check's doubly-robust estimate
     out = {k: v for k, v in tr.columns().items() if k in keep}
     out[schema.TERMINATEDS] = out[schema.TERMINATEDS].astype(np.float32)
     rewards = tr.rewards if config.reward_weights is None else \

@@ -184,8 +184,18 @@ class FastQConfig(AlgorithmConfig):
         self.arm_value_hiddens: list[int] = copy.deepcopy(MODEL_DEFAULTS["arm_value_hiddens"])
         #: Ensemble members of the arm values; their spread is the arm choice's uncertainty.
         self.arm_value_ensemble = MODEL_DEFAULTS["arm_value_ensemble"]
-        #: β: the "safe" choice ranks arms by mean − β · std over the ensemble.
+        #: β: the "safe" choice ranks arms by mean − β · std over the ensemble. Default 0: the
+        #: per-player lower bound sent players back to the wrong routed arm where few logged
+        #: players cover an arm (low-overlap: 9.50 at β = 1 against 10.18 at 0, with the arms' rules;
+        #: docs/algorithm.md §8 (k)); `arm_choice_check` guards the whole policy instead.
         self.arm_choice_pessimism = MODEL_DEFAULTS["arm_choice_pessimism"]
+        #: After the arm values train, estimate from the logs (doubly robust: the logged
+        #: propensities, or the routing model's, and out-of-bag arm values) how much the "safe"
+        #: choice improves on the routing that produced the logs; serve the routed arm unless the
+        #: one-sided lower confidence bound (`arm_choice_check_confidence`) is above zero.
+        #: rllib_fastq.counterfactual.policy_check.
+        self.arm_choice_check = True
+        self.arm_choice_check_confidence = 0.95
         #: Arms the routing model gives less probability than this here are not chosen ("safe"):
         #: the data's support. Mid-episode, the history tells which arm served the player and the
         #: other arms' values there are extrapolations; this keeps the player on their arm (0
@@ -279,6 +289,8 @@ class FastQConfig(AlgorithmConfig):
         arm_value_ensemble: int | None = NotProvided,
         arm_value_decomposition: bool | None = NotProvided,
         arm_choice_pessimism: float | None = NotProvided,
+        arm_choice_check: bool | None = NotProvided,
+        arm_choice_check_confidence: float | None = NotProvided,
         arm_choice_min_propensity: float | None = NotProvided,
         arm_choice_at: str | None = NotProvided,
         arm_value_gamma: float | None = NotProvided,
@@ -411,6 +423,11 @@ class FastQConfig(AlgorithmConfig):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 err(f"`{name}` must be a number >= 0, got {v!r}.")
+        if not isinstance(self.arm_choice_check, (bool, np.bool_)):
+            err(f"`arm_choice_check` must be True or False, got {self.arm_choice_check!r}.")
+        if not isinstance(self.arm_choice_check_confidence, (int, float)) or not \
+                0.5 <= self.arm_choice_check_confidence < 1.0:
+            err(f"`arm_choice_check_confidence` must lie in [0.5, 1), got {self.arm_choice_check_confidence!r}.")
         if not isinstance(self.arm_value_decomposition, (bool, np.bool_)):
             err(f"`arm_value_decomposition` must be True or False, got {self.arm_value_decomposition!r}.")
         if not 0.0 <= self.arm_value_gamma <= 1.0:

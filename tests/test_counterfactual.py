@@ -179,3 +179,49 @@ def test_the_reference_chooses_every_step_and_the_default_on_arrival():
 
     assert FastQConfig().arm_choice_at == "arrival"
     assert FastQConfig().reference().arm_choice_at == "every_step"
+
+
+def test_out_of_bag_values_average_the_members_that_did_not_draw_the_player():
+    from rllib_fastq.counterfactual.policy_check import out_of_bag_values
+
+    values = np.array([[[1.0, 10.0], [3.0, 30.0], [5.0, 50.0]],
+                       [[2.0, 20.0], [4.0, 40.0], [6.0, 60.0]]])  # [n=2, E=3, K=2]
+    bootstrap = np.array([[0, 2, 0],   # members 0 and 2 never saw player 0
+                          [1, 1, 2]])  # every member saw player 1: all members' mean
+    np.testing.assert_allclose(out_of_bag_values(values, bootstrap), [[3.0, 30.0], [4.0, 40.0]])
+
+
+def test_dr_improvement_over_the_logged_routing_by_hand():
+    from rllib_fastq.counterfactual.policy_check import improvement_over_logged
+
+    # Two players per arm, router 50/50; the choice serves arm 1 to everyone. With the value
+    # model q̂ = 0 the DR term is the IPW term: 1[p = 1] / 0.5 · G.
+    arm, returns = np.array([0, 0, 1, 1]), np.array([1.0, 3.0, 5.0, 7.0])
+    res = improvement_over_logged(np.zeros((4, 2)), arm, returns, np.full(4, 0.5), np.ones(4, int))
+    dr = np.array([0.0, 0.0, 10.0, 14.0])
+    assert res["choice_value"] == pytest.approx(6.0) and res["logged"] == pytest.approx(4.0)
+    assert res["improvement"] == pytest.approx(2.0)
+    delta = dr - returns
+    assert res["lower_bound"] == pytest.approx(2.0 - 1.6448536 * delta.std(ddof=1) / 2.0, rel=1e-5)
+    assert res["matched_episodes"] == 2
+    # A value model that is right everywhere: DR = q̂(s, chosen arm) exactly, whatever the weights.
+    q = np.array([[2.0, 6.0]] * 4)
+    exact = improvement_over_logged(q, arm, np.array([2.0, 2.0, 6.0, 6.0]), np.full(4, 0.5), np.ones(4, int))
+    assert exact["choice_value"] == pytest.approx(6.0) and exact["improvement"] == pytest.approx(2.0)
+
+
+def test_a_module_without_evidence_serves_the_routed_arm_and_keeps_the_verdict_in_its_state():
+    module = _history_module("arrival")
+    module.arm_choice = "safe"
+    obs = {"temporal": torch.zeros(32, 4, 2), "static": torch.randn(32, 3)}
+    with torch.no_grad():
+        values, rho = module.arm_value_estimates(obs)
+        deviating = module.value_guided_arms(obs)
+        assert deviating.tolist() == values.mean(1).argmax(-1).tolist()  # β = 0, nothing below ρ_min
+        module.arm_choice_deviates.fill_(False)
+        assert module.value_guided_arms(obs).tolist() == rho.argmax(-1).tolist()
+        assert module.value_guided_arms(obs, allow_deviation=True).tolist() == deviating.tolist()
+    assert "arm_choice_deviates" in module.state_dict()
+    restored = _history_module("arrival")
+    restored.load_state_dict(module.state_dict())
+    assert not bool(restored.arm_choice_deviates)

@@ -25,6 +25,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from rllib_fastq import _rllib_compat as compat
+from rllib_fastq.counterfactual import policy_check
 from rllib_fastq.data import schema
 from rllib_fastq.data.schema import BOOTSTRAP_WEIGHTS, COMPONENT_RETURNS_TO_GO, RETURNS_TO_GO
 from rllib_fastq.fastq_learner import EXPLORATION_PROB, PHASE, FastQLearner
@@ -58,6 +59,7 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         self._metric_sums: dict[str, torch.Tensor] = {}
         self._metric_counts: dict[str, int] = {}
         self._adversary_hist = np.full(self.config.num_policies, 1.0 / self.config.num_policies)
+        self._arm_choice_check_pending = False  # the arm values changed since the last check
         if self._world_size() > 1:
             # Every learner starts from rank 0's weights, as DDP would.
             for t in self.module[DEFAULT_MODULE_ID].state_dict().values():
@@ -109,14 +111,48 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             if self.phase == 1:
                 probs = self.phase1_arm_probabilities(self._adversary_hist)
                 batch = self.sampler.sample_phase1(bsz, probs)
+                self._arm_choice_check_pending = True
             else:
+                if self._arm_choice_check_pending:  # before the cache reads the arm choice
+                    self._check_arm_choice()
                 if self.config.cache_representations and not self.sampler.has_cache:
                     self._build_phase2_cache()
                 batch = self.sampler.sample_phase2(bsz)
             self._update({DEFAULT_MODULE_ID: batch})
+        if self._arm_choice_check_pending:
+            self._check_arm_choice()
         self.log_rows_trained(num_steps * bsz)
         self.after_gradient_based_update(timesteps=timesteps)
         return self.metrics.reduce()
+
+    @torch.no_grad()
+    def _check_arm_choice(self) -> None:
+        """``arm_choice_check`` (rllib_fastq.counterfactual.policy_check): may the module deviate
+        from the routed arm? The doubly-robust improvement of its arm choice over the logged
+        routing, on the logged players' arrival states, must have a lower confidence bound
+        above zero. Runs when the arm values have changed (they train in phase 1 only)."""
+        self._arm_choice_check_pending = False
+        cfg, module = self.config, self.module[DEFAULT_MODULE_ID].unwrapped()
+        if not cfg.arm_choice_check or cfg.arm_choice != "safe" or cfg.num_policies < 2:
+            return
+        cols = self.sampler.columns
+        first = cols[schema.EPISODE_START].bool()
+        obs = module.choice_observation(cols[schema.OBS][first])
+        values, routing = module.arm_value_estimates(obs)
+        arm = cols[schema.POLICY_ID][first].long()
+        if schema.POLICY_PROPENSITY in cols:
+            propensity = cols[schema.POLICY_PROPENSITY][first].double().cpu().numpy()
+        else:  # the routing model's probability of the logged arm
+            propensity = routing[torch.arange(arm.shape[0], device=arm.device), arm].double().cpu().numpy()
+        choice = module.value_guided_arms(obs, allow_deviation=True)
+        q_hat = policy_check.out_of_bag_values(values.cpu().numpy(), cols[BOOTSTRAP_WEIGHTS][first].cpu().numpy())
+        res = policy_check.improvement_over_logged(q_hat, arm.cpu().numpy(), cols[RETURNS_TO_GO][first].cpu().numpy(),
+                                                   np.clip(propensity, 1e-3, 1.0), choice.cpu().numpy(),
+                                                   confidence=cfg.arm_choice_check_confidence)
+        module.arm_choice_deviates.fill_(res["lower_bound"] > 0.0)
+        for key in ("improvement", "lower_bound"):
+            self.metrics.log_value((DEFAULT_MODULE_ID, f"arm_choice_dr_{key}"), res[key], window=1)
+        self.metrics.log_value((DEFAULT_MODULE_ID, "arm_choice_deviates"), float(res["lower_bound"] > 0.0), window=1)
 
     @torch.no_grad()
     def _build_phase2_cache(self) -> None:
