@@ -81,3 +81,40 @@ def test_changed_budget_reruns(tiny):
     other = {**kwargs["budget_detail"], "episodes": 2}
     recs = suites.run_suite(**{**kwargs, "methods": ["arm retention"], "budget_detail": other})
     assert len(recs) == 1 and recs[0]["extras"]["eval"]["num_episodes"] == 2
+
+
+def test_shards_split_the_datasets_in_turn_and_cover_each_once():
+    cells = suites.shard_of(["a", "b"], [0, 1, 2], None)
+    shards = [suites.shard_of(["a", "b"], [0, 1, 2], (i, 2)) for i in range(2)]
+    assert shards == [[("a", 0), ("a", 2), ("b", 1)], [("a", 1), ("b", 0), ("b", 2)]]
+    assert sorted(shards[0] + shards[1]) == sorted(cells)
+    with pytest.raises(ValueError, match="shard"):
+        suites.shard_of(["a"], [0], (2, 2))
+
+
+def test_a_shard_runs_only_its_datasets(tiny, tmp_path):
+    _, kwargs, _ = tiny
+    store = Store(tmp_path / "store.jsonl")
+    recs = suites.run_suite(**{**kwargs, "store": store, "methods": ["arm retention"], "seeds": [0, 1],
+                               "shard": (1, 2)})
+    assert [(r["dataset"], r["seed"]) for r in recs] == [("misaligned", 1)]
+
+
+def test_jobs_starts_one_shard_process_per_job_with_the_same_command(monkeypatch):
+    import benchmarks.__main__ as cli
+
+    started = []
+
+    class FakeProcess:
+        def __init__(self, cmd, **kwargs):
+            started.append(cmd)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(cli.subprocess, "Popen", FakeProcess)
+    cli.main(["--store", "S.jsonl", "run", "player-platform", "--jobs", "2", "--methods", "BC", "--no-report"])
+    assert [c[c.index("--shard") + 1] for c in started] == ["0/2", "1/2"]
+    for c in started:
+        assert c[3:] == ["--store", "S.jsonl", "run", "player-platform", "--methods", "BC", "--shard",
+                         c[c.index("--shard") + 1], "--no-report"]

@@ -160,11 +160,25 @@ def run_one(ds: DatasetHandle, method: str, seed: int, budget: dict[str, Any]) -
     return fit_and_score(lambda: REGISTRY[method].fn(ds, seed, budget), score)
 
 
+def shard_of(regimes: Sequence[str], seeds: Sequence[int], shard: tuple[int, int] | None) -> list[tuple[str, int]]:
+    """The (regime, seed) datasets of shard ``(i, n)``: every n-th one from the i-th, so the
+    ``--jobs n`` processes get the regimes' seeds in turn and similar work; None: all of them."""
+    cells = [(r, s) for r in regimes for s in seeds]
+    if shard is None:
+        return cells
+    i, n = shard
+    if not 0 <= i < n:
+        raise ValueError(f"shard: expected i/n with 0 <= i < n, got {i}/{n}")
+    return cells[i::n]
+
+
 def run_suite(*, suite: str = PLAYER_PLATFORM, regimes: Sequence[str] = REGIMES, methods: Sequence[str],
               seeds: Sequence[int], budget: str = "full", force: bool = False,
               store: store_mod.Store | None = None, budget_detail: dict[str, Any] | None = None,
-              data_cache: pathlib.Path = DATA_CACHE, command: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Run every (regime, seed, method) not yet in the store (all of them with ``force``).
+              data_cache: pathlib.Path = DATA_CACHE, command: Sequence[str] | None = None,
+              shard: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+    """Run every (regime, seed, method) not yet in the store (all of them with ``force``), of
+    ``shard`` (:func:`shard_of`) when given.
 
     Returns the records appended. A failure is recorded with its error and the loop goes on.
     (The ``mujoco`` suite runs through ``benchmarks.harness.mujoco.run_suite``, on :func:`execute`.)
@@ -180,7 +194,7 @@ def run_suite(*, suite: str = PLAYER_PLATFORM, regimes: Sequence[str] = REGIMES,
         raise ValueError(f"regimes: unknown {bad}; known: {list(REGIMES)}")
     detail = budget_detail or BUDGETS[budget]
     detail = {**detail, "work_dir": str(data_cache)}
-    todo = [(r, s, m) for r in regimes for s in seeds for m in methods]
+    todo = [(r, s, m) for r, s in shard_of(regimes, seeds, shard) for m in methods]
     return execute(suite_key(suite, budget), todo, budget=budget, detail=detail, force=force, store=store,
                    command=command, needs_ray=lambda m: REGISTRY[m].needs_ray,
                    load=lambda r, s: player_platform_dataset(r, s, detail, data_cache),
