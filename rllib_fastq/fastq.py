@@ -214,8 +214,14 @@ class FastQConfig(AlgorithmConfig):
         self.arm_value_decomposition = MODEL_DEFAULTS["arm_value_decomposition"]
         #: Discount of the Monte-Carlo returns the arm values regress on (1: the whole stay).
         self.arm_value_gamma = 1.0
-        #: Learning rate of the arm values and the routing model ("arm_values" optimizer; phase 1).
+        #: Learning rate of the arm values and the routing model ("arm_values" optimizer).
         self.arm_value_lr = 1e-3
+        #: Keep training the arm values and the routing model in phase 2 (a phase-1-style draw of
+        #: `train_batch_size_per_learner` rows per step beside the critic's batch), so they use the
+        #: whole run, not only phase 1; where nothing reads them (`.reference()`) they stop after
+        #: phase 1 either way. At 1,000 steps (phase 1 of the suite's runs) the values chose worse
+        #: arms than at 3,000 (docs/algorithm.md §8 (k)).
+        self.arm_values_train_in_phase2 = True
         #: The counterfactual (exploration) branch of the actor moves towards: "value" (the arm the
         #: "safe" choice picks for this state: fast-track exploration) or "uniform" (reference).
         self.exploration_arm = "value"
@@ -295,6 +301,7 @@ class FastQConfig(AlgorithmConfig):
         arm_choice_at: str | None = NotProvided,
         arm_value_gamma: float | None = NotProvided,
         arm_value_lr: float | None = NotProvided,
+        arm_values_train_in_phase2: bool | None = NotProvided,
         exploration_arm: str | None = NotProvided,
         serve_action: str | None = NotProvided,
         **kwargs: Any,
@@ -423,6 +430,8 @@ class FastQConfig(AlgorithmConfig):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 err(f"`{name}` must be a number >= 0, got {v!r}.")
+        if not isinstance(self.arm_values_train_in_phase2, (bool, np.bool_)):
+            err(f"`arm_values_train_in_phase2` must be True or False, got {self.arm_values_train_in_phase2!r}.")
         if not isinstance(self.arm_choice_check, (bool, np.bool_)):
             err(f"`arm_choice_check` must be True or False, got {self.arm_choice_check!r}.")
         if not isinstance(self.arm_choice_check_confidence, (int, float)) or not \

@@ -236,3 +236,25 @@ def test_arm_choice_check_deviates_only_where_the_logs_show_an_improvement(ray_s
     assert lower > 0 and deviates and (served == 2).float().mean() > 0.9
     lower, deviates, served = verdicts["arm irrelevant"]
     assert lower <= 0 and not deviates and (served == 0).float().mean() > 0.9
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_arm_values_keep_training_in_phase2_where_something_reads_them(ray_session, synthetic_path, reference):
+    """Defaults: phase 2 keeps fitting the arm values and ρ (on their own phase-1-style rows) and
+    refreshes the cached exploration arms; the reference (critic choice, uniform exploration) reads
+    neither, and they stay as phase 1 left them."""
+    config = _config(synthetic_path)
+    algo = (config.reference() if reference else config).build_algo()
+    learner = _learner(algo)
+    module = learner.module[DEFAULT_MODULE_ID]
+    learner.update_from_memory(num_steps=PRETRAIN, timesteps={})
+    assert learner.phase == 2
+    values, routing = _params(module.arm_values), _params(module.routing_model)
+    learner.update_from_memory(num_steps=3, timesteps={})
+    assert _changed(values, module.arm_values) is not reference
+    assert _changed(routing, module.routing_model) is not reference
+    if not reference:
+        with torch.no_grad():
+            fresh = module.value_guided_arms(learner.sampler.columns["obs"])
+        assert torch.equal(learner.sampler._cache[EXPLORATION_ARM], fresh)
+    algo.stop()

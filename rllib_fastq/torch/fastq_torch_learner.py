@@ -32,6 +32,7 @@ from rllib_fastq.fastq_learner import EXPLORATION_PROB, PHASE, FastQLearner
 from rllib_fastq.torch import losses
 from rllib_fastq.torch.fastq_torch_rl_module import (
     ADVERSARY_LOGITS,
+    ARM_VALUE_BATCH,
     ARM_VALUE_COMPONENTS,
     ARM_VALUES,
     BR_NEXT_OBS,
@@ -114,16 +115,35 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
                 self._arm_choice_check_pending = True
             else:
                 if self._arm_choice_check_pending:  # before the cache reads the arm choice
-                    self._check_arm_choice()
+                    self._arm_values_changed()
                 if self.config.cache_representations and not self.sampler.has_cache:
                     self._build_phase2_cache()
                 batch = self.sampler.sample_phase2(bsz)
+                if self._arm_values_train_in_phase2():
+                    batch[ARM_VALUE_BATCH] = self.sampler.sample_arm_value_rows(
+                        bsz, self.phase1_arm_probabilities(self._adversary_hist))
+                    self._arm_choice_check_pending = True
             self._update({DEFAULT_MODULE_ID: batch})
         if self._arm_choice_check_pending:
-            self._check_arm_choice()
+            self._arm_values_changed()
         self.log_rows_trained(num_steps * bsz)
         self.after_gradient_based_update(timesteps=timesteps)
         return self.metrics.reduce()
+
+    def _arm_values_train_in_phase2(self) -> bool:
+        """``arm_values_train_in_phase2`` where something reads them (not the reference's critic
+        choice with uniform exploration) and there are arms to choose between."""
+        cfg = self.config
+        return bool(cfg.arm_values_train_in_phase2) and cfg.num_policies > 1 and \
+            (cfg.arm_choice != "critic" or cfg.exploration_arm == "value")
+
+    @torch.no_grad()
+    def _arm_values_changed(self) -> None:
+        """Re-check the arm choice and refresh the exploration arms cached for phase 2."""
+        self._check_arm_choice()
+        if self.sampler.has_cache and self.config.exploration_arm == "value":
+            module = self.module[DEFAULT_MODULE_ID].unwrapped()
+            self.sampler.cache_per_row(EXPLORATION_ARM, module.value_guided_arms, chunk=_CACHE_CHUNK)
 
     @torch.no_grad()
     def _check_arm_choice(self) -> None:
@@ -162,7 +182,7 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             self.sampler.build_cache(
                 lambda obs: module.representations(obs), chunk=_CACHE_CHUNK,
             )
-            if self.config.exploration_arm == "value":  # arm values are frozen after phase 1 too
+            if self.config.exploration_arm == "value":  # refreshed when the arm values change
                 self.sampler.cache_per_row(EXPLORATION_ARM, module.value_guided_arms, chunk=_CACHE_CHUNK)
 
     # -- one gradient step ---------------------------------------------------------------------
@@ -373,6 +393,8 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             self._log_mean("decomposition_loss", l_dec)
         if self.is_actor_step():
             loss = loss + self._actor_loss(config, module, batch, b_all, s_b, actions, fwd_out)
+        if ARM_VALUE_BATCH in fwd_out:
+            loss = loss + self._arm_value_loss(batch[ARM_VALUE_BATCH], fwd_out[ARM_VALUE_BATCH])
         return loss
 
     def _actor_loss(self, config, module, batch, b_all, s_b, actions, fwd_out) -> torch.Tensor:

@@ -38,6 +38,8 @@ ADVERSARY_LOGITS = "adversary_logits"  # G(GRL(b_k(s))), [B, K, K]
 ARM_VALUES = "arm_values"  # V_{e,k}(s) of every ensemble member e and arm k, [B, E, K]
 ARM_VALUE_COMPONENTS = "arm_value_components"  # V_{e,k,j}(s) per reward component j, [B, E, K, C]
 ROUTING_LOGITS = "routing_logits"  # logits of the routing model ρ(k | s), [B, K]
+# Phase 2: a sub-batch (rows drawn as in phase 1) on which the arm values and ρ keep training.
+ARM_VALUE_BATCH = "arm_value_batch"
 
 DEFAULTS: dict[str, Any] = {**MODEL_DEFAULTS, **DERIVED_MODEL_DEFAULTS}
 
@@ -218,23 +220,29 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
     def _forward_train(self, batch: dict[str, Any], phase: int = 1, **kwargs) -> dict[str, Any]:
         if phase == 1:
             b, a_hat = self.representations(batch[Columns.OBS])
-            x = self.normalize(batch[Columns.OBS])
-            raw = self.arm_values(x)
-            out = {BR_OBS: b, EXPERT_ACTION_PREDS: a_hat, ARM_VALUES: self._scalar_arm_values(raw),
-                   ROUTING_LOGITS: self.routing_model(x)}
-            if self.arm_value_decomposition:
-                out[ARM_VALUE_COMPONENTS] = self._component_arm_values(raw)
+            out = {BR_OBS: b, EXPERT_ACTION_PREDS: a_hat, **self._arm_value_outputs(batch[Columns.OBS])}
             if self.num_policies > 1:
                 out[ADVERSARY_LOGITS] = self.adversary_logits(b)
             return out
+        extra = {ARM_VALUE_BATCH: self._arm_value_outputs(batch[ARM_VALUE_BATCH][Columns.OBS])} \
+            if ARM_VALUE_BATCH in batch else {}
         if BR_OBS in batch:  # phase-2 cache (see FastQTorchLearner.build_phase2_cache)
-            return {k: batch[k] for k in (BR_OBS, BR_NEXT_OBS, EXPERT_ACTION_PREDS)}
+            return {**{k: batch[k] for k in (BR_OBS, BR_NEXT_OBS, EXPERT_ACTION_PREDS)}, **extra}
         with self.frozen_representations():
             b, a_hat = self.representations(batch[Columns.OBS])
             b_next, _ = self.representations(batch[Columns.NEXT_OBS])
         rows = torch.arange(b_next.shape[0], device=b_next.device)
         b_next = b_next[rows, batch[schema.POLICY_ID].long()]
-        return {BR_OBS: b, BR_NEXT_OBS: b_next, EXPERT_ACTION_PREDS: a_hat}
+        return {BR_OBS: b, BR_NEXT_OBS: b_next, EXPERT_ACTION_PREDS: a_hat, **extra}
+
+    def _arm_value_outputs(self, obs: Any) -> dict[str, torch.Tensor]:
+        """What the arm values' and the routing model's losses read, for raw observations."""
+        x = self.normalize(obs)
+        raw = self.arm_values(x)
+        out = {ARM_VALUES: self._scalar_arm_values(raw), ROUTING_LOGITS: self.routing_model(x)}
+        if self.arm_value_decomposition:
+            out[ARM_VALUE_COMPONENTS] = self._component_arm_values(raw)
+        return out
 
     def _arm_actions(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Every arm's action [B, K, d_a] and ``b_k(s)``. ``serve_action``: "actor" ``π(b_k(s))``;

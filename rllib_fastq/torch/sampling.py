@@ -22,6 +22,10 @@ _PHASE1_ONLY = (schema.OBS, schema.NEW_OBS, schema.EXPERT_ACTIONS, schema.EXPERT
                 schema.RETURNS_TO_GO, schema.COMPONENT_RETURNS_TO_GO, schema.BOOTSTRAP_WEIGHTS,
                 schema.EPISODE_START)
 
+#: What the arm values and the routing model read (InMemorySampler.sample_arm_value_rows).
+ARM_VALUE_COLUMNS = (schema.OBS, schema.POLICY_ID, schema.RETURNS_TO_GO, schema.COMPONENT_RETURNS_TO_GO,
+                     schema.BOOTSTRAP_WEIGHTS)
+
 
 class InMemorySampler:
     """Draws training batches (dicts of tensors, RLlib column names) from arrays in memory."""
@@ -60,6 +64,15 @@ class InMemorySampler:
     def sample_phase1(self, batch_size: int, arm_probs: np.ndarray) -> dict[str, torch.Tensor]:
         """Arms drawn with ``arm_probs``, then rows uniformly within the drawn arm, except that a
         share ``EPISODE_START_SHARE`` of the rows are the arm's episode starts."""
+        return self._gather(self._phase1_rows(batch_size, arm_probs))
+
+    def sample_arm_value_rows(self, batch_size: int, arm_probs: np.ndarray) -> dict[str, torch.Tensor]:
+        """Rows drawn as in phase 1, with only the columns the arm values and the routing model
+        train on (phase 2 keeps training them beside the critic and the actor)."""
+        idx = self._phase1_rows(batch_size, arm_probs)
+        return {k: v.index_select(0, idx) for k, v in self.columns.items() if k in ARM_VALUE_COLUMNS}
+
+    def _phase1_rows(self, batch_size: int, arm_probs: np.ndarray) -> torch.Tensor:
         probs = torch.as_tensor(arm_probs, dtype=torch.float32, device=self.device)
         arms = torch.multinomial(probs, batch_size, replacement=True, generator=self.generator)
         u = torch.rand(batch_size, generator=self.generator, device=self.device)
@@ -68,7 +81,7 @@ class InMemorySampler:
                       < EPISODE_START_SHARE) & (n_start > 0)
         span = torch.where(from_start, n_start, self._arm_counts[arms])
         offset = (u * span).long().clamp_max(span - 1)
-        return self._gather(self._rows_by_arm[self._arm_starts[arms] + offset])
+        return self._rows_by_arm[self._arm_starts[arms] + offset]
 
     def sample_phase2(self, batch_size: int) -> dict[str, torch.Tensor]:
         """Rows uniformly, with the cached representations when built."""
