@@ -1,0 +1,120 @@
+"""Arm-choice rules on the same arm values: which rule puts held-out players on the right arm?
+
+    python -m benchmarks.arm_choice_rules --regimes low-overlap misaligned --seeds 0 1
+
+For each regime and seed: FAST-Q (defaults) trains at the suite's budget (``--iterations 12`` of 250
+steps; ``--iterations 4`` stops after phase 1, where the arm values stopped training before
+``arm_values_train_in_phase2``) on the suite's dataset; every rule below picks an arm for each of
+the suite's 200 held-out players on arrival, and the pick is scored with the arms'
+exact rules (the player's undiscounted return on that arm for the whole stay, the same players and
+seeds as the suite's online evaluation). This isolates the arm choice from the clones' error.
+
+Rules: ``greedy`` (mean arm value), ``safe β`` (ensemble lower bound with the routed-arm fallback,
+``counterfactual.safe_arm_choice``; β = 1 was the default until 2026-12-07), ``routed`` (the
+routing model's likeliest arm: what the module serves when ``arm_choice_check`` finds no evidence),
+the direct-method chooser (its own ridge regressions), the per-player best arm (oracle over the
+three arms). Also printed: ``arm_choice_check``'s doubly-robust improvement and lower bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+K, PLAYERS = 3, 200
+
+
+def arm_returns(players: int, seed: int) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+    """Every held-out player's return on each arm's exact rule [N, K], and their arrival observations."""
+    from rllib_fastq.envs import PlayerPlatformEnv, arm_actions
+
+    env, truth, arrivals = PlayerPlatformEnv(), np.zeros((players, K)), []
+    for i in range(players):
+        for k in range(K):
+            obs, _ = env.reset(seed=seed + i)
+            if k == 0:
+                arrivals.append(obs)
+            done, total = False, 0.0
+            while not done:
+                obs, r, term, trunc, _ = env.step(arm_actions(obs, K)[k])
+                total, done = total + r, term or trunc
+            truth[i, k] = total
+    return truth, arrivals
+
+
+def score_rules(regime: str, seed: int, truth: np.ndarray, arrivals: list[dict[str, np.ndarray]],
+                iterations: int) -> dict:
+    import torch
+
+    from benchmarks.harness.registry import COMPONENTS, GAMMA, REWARD_WEIGHTS
+    from benchmarks.harness.simple import DirectMethodChooser
+    from benchmarks.harness.suites import FULL, player_platform_dataset
+    from rllib_fastq import FastQConfig
+    from rllib_fastq.counterfactual import safe_arm_choice
+
+    ds = player_platform_dataset(regime, seed, FULL)
+    steps = FULL["fastq"]["steps_per_iter"]
+    config = (FastQConfig().offline_data(input_=[ds.train], dataset_num_iters_per_learner=steps)
+              .training(num_policies=K, gamma=GAMMA, reward_weights=REWARD_WEIGHTS, reward_component_names=COMPONENTS)
+              .debugging(seed=seed))
+    algo = config.build_algo()
+    for _ in range(iterations):
+        result = algo.train()
+    stats = result["learners"]["default_policy"]
+    module = algo.get_module()
+    obs = {k: torch.as_tensor(np.stack([a[k] for a in arrivals]), dtype=torch.float32) for k in ("temporal", "static")}
+    with torch.no_grad():
+        values, rho = module.arm_value_estimates(module.choice_observation(obs))
+    rows = np.arange(len(truth))
+
+    def score(choice: np.ndarray) -> float:
+        return round(float(truth[rows, choice].mean()), 3)
+
+    dm = DirectMethodChooser(ds.train, num_arms=K, static_dim=ds.layout.static)
+    out = {"regime": regime, "seed": seed, "iterations": iterations, "per-player best arm": score(truth.argmax(1)),
+           "direct-method chooser": score(np.array([dm.choose(a["static"]) for a in arrivals])),
+           "greedy": score(values.mean(1).argmax(-1).numpy()), "routed": score(rho.argmax(-1).numpy())}
+    for beta in (0.0, 0.5, 1.0):
+        choice = safe_arm_choice(values, rho, pessimism=beta, min_propensity=config.arm_choice_min_propensity)
+        out[f"safe β={beta:g}"] = score(choice.numpy())
+    for key in ("arm_choice_dr_improvement", "arm_choice_dr_lower_bound"):
+        v = stats[key]
+        out[key.removeprefix("arm_choice_")] = round(float(v.peek() if hasattr(v, "peek") else v), 3)
+    algo.stop()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.harness.suites import EVAL_SEED, REGIMES
+    from rllib_fastq.local_ray import init_local_ray
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--iterations", type=int, default=12, help="training iterations of 250 steps (suite: 12)")
+    p.add_argument("--json", help="also write the rows here")
+    args = p.parse_args(argv)
+    init_local_ray(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    truth, arrivals = arm_returns(PLAYERS, EVAL_SEED)
+    rows = []
+    for regime in args.regimes:
+        for seed in args.seeds:
+            rows.append(score_rules(regime, seed, truth, arrivals, args.iterations))
+            print(json.dumps(rows[-1]), flush=True)
+    names = [k for k in rows[0] if k not in ("regime", "seed", "iterations")]
+    print("\n| regime | seed | " + " | ".join(names) + " |\n|" + "---|" * (len(names) + 2))
+    for r in rows:
+        print(f"| {r['regime']} | {r['seed']} | " + " | ".join(f"{r[n]:.2f}" for n in names) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
