@@ -123,14 +123,22 @@ def _history_module(arm_choice_at: str, temporal: bool = True):
                         action_space=gym.spaces.Box(-1, 1, (2,)), model_config=cfg).build()
 
 
-def test_arrival_choice_gives_every_step_of_a_stay_the_arm_chosen_on_arrival():
+def _arrival_and_every_step(players: int, seed: int):
+    """Two modules with the same weights (arm chosen on arrival / at every step) and the same
+    players on arrival and later in their stay (a random history)."""
     module = _history_module("arrival")
     every = _history_module("every_step")
     every.load_state_dict(module.state_dict())
-    torch.manual_seed(1)
-    static = torch.randn(64, 3)
-    arrival = {"temporal": torch.zeros(64, 4, 2), "static": static}
-    later = {"temporal": torch.randn(64, 4, 2), "static": static}  # the same players, with a history
+    torch.manual_seed(seed)
+    static = torch.randn(players, 3)
+    arrival = {"temporal": torch.zeros(players, 4, 2), "static": static}
+    later = {"temporal": torch.randn(players, 4, 2), "static": static}
+    return module, every, arrival, later
+
+
+def test_arrival_choice_gives_every_step_of_a_stay_the_arm_chosen_on_arrival():
+    module, every, arrival, later = _arrival_and_every_step(64, seed=1)
+    static = arrival["static"]
     flat_later = torch.cat([later["temporal"].reshape(64, -1), static], -1)
     a0 = module.arrival_observation(later)
     assert torch.equal(a0["temporal"], arrival["temporal"]) and torch.equal(a0["static"], static)
@@ -147,13 +155,7 @@ def test_arrival_choice_gives_every_step_of_a_stay_the_arm_chosen_on_arrival():
 
 
 def test_explain_shows_the_arm_values_the_arrival_choice_read_at_every_step():
-    module = _history_module("arrival")
-    every = _history_module("every_step")
-    every.load_state_dict(module.state_dict())
-    torch.manual_seed(2)
-    static = torch.randn(16, 3)
-    arrival = {"temporal": torch.zeros(16, 4, 2), "static": static}
-    later = {"temporal": torch.randn(16, 4, 2), "static": static}
+    module, every, arrival, later = _arrival_and_every_step(16, seed=2)
     with torch.no_grad():
         on_arrival, prop_arrival = module.arm_value_estimates(arrival)
         on_later, _ = module.arm_value_estimates(later)
