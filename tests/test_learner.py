@@ -257,4 +257,10 @@ def test_arm_values_keep_training_in_phase2_where_something_reads_them(ray_sessi
         with torch.no_grad():
             fresh = module.value_guided_arms(learner.sampler.columns["obs"])
         assert torch.equal(learner.sampler._cache[EXPLORATION_ARM], fresh)
+        # The check (a pass over the logged players) runs once per iteration, not once per step.
+        calls = []
+        check = learner._check_arm_choice
+        learner._check_arm_choice = lambda: calls.append(1) or check()
+        learner.update_from_memory(num_steps=5, timesteps={})
+        assert len(calls) == 1
     algo.stop()

@@ -60,7 +60,8 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         self._metric_sums: dict[str, torch.Tensor] = {}
         self._metric_counts: dict[str, int] = {}
         self._adversary_hist = np.full(self.config.num_policies, 1.0 / self.config.num_policies)
-        self._arm_choice_check_pending = False  # the arm values changed since the last check
+        # The arm values changed since the last check (in phase 1; in any phase).
+        self._phase1_since_check = self._arm_choice_check_pending = False
         if self._world_size() > 1:
             # Every learner starts from rank 0's weights, as DDP would.
             for t in self.module[DEFAULT_MODULE_ID].state_dict().values():
@@ -112,9 +113,9 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             if self.phase == 1:
                 probs = self.phase1_arm_probabilities(self._adversary_hist)
                 batch = self.sampler.sample_phase1(bsz, probs)
-                self._arm_choice_check_pending = True
+                self._arm_choice_check_pending = self._phase1_since_check = True
             else:
-                if self._arm_choice_check_pending:  # before the cache reads the arm choice
+                if self._phase1_since_check:  # phase 2 begins: check before the cache reads the choice
                     self._arm_values_changed()
                 if self.config.cache_representations and not self.sampler.has_cache:
                     self._build_phase2_cache()
@@ -139,7 +140,9 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
 
     @torch.no_grad()
     def _arm_values_changed(self) -> None:
-        """Re-check the arm choice and refresh the exploration arms cached for phase 2."""
+        """Re-check the arm choice and refresh the exploration arms cached for phase 2 (once per
+        iteration, and when phase 2 begins: checking every step would cost a pass over the logs)."""
+        self._phase1_since_check = False
         self._check_arm_choice()
         if self.sampler.has_cache and self.config.exploration_arm == "value":
             module = self.module[DEFAULT_MODULE_ID].unwrapped()
@@ -367,7 +370,8 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         return ratio[batch[schema.POLICY_ID].long()]
 
     def _phase2_loss(self, config: Any, batch: dict[str, Any], fwd_out: dict[str, Any]) -> torch.Tensor:
-        """L_critic = td_weight · L_TD + decomposition_weight · L_dec / D, plus L_actor on actor steps."""
+        """L_critic (``critic_decomposition``: "softmax" td_weight · L_TD + decomposition_weight ·
+        L_dec / D; "bellman" td_weight · Σ_j L_TD,j), plus L_actor on actor steps."""
         module = self.module[DEFAULT_MODULE_ID].unwrapped()
         pid = batch[schema.POLICY_ID].long()
         rows = torch.arange(pid.shape[0], device=pid.device)
@@ -380,7 +384,41 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
                                  target["q"], config.gamma)
         components = batch.get(schema.REWARD_COMPONENTS)
         decompose = components is not None and components.shape[-1] > 0
-        q, w = module.critic(torch.cat([s_b, actions], -1), with_weights=decompose)
+        if module.critic_decomposition == "bellman":
+            loss = self._bellman_critic_loss(config, module, batch, components, target, y,
+                                             torch.cat([s_b, actions], -1))
+        else:
+            loss = self._softmax_critic_loss(config, module, components, decompose, y,
+                                             torch.cat([s_b, actions], -1))
+        if self.is_actor_step():
+            loss = loss + self._actor_loss(config, module, batch, b_all, s_b, actions, fwd_out)
+        if ARM_VALUE_BATCH in fwd_out:
+            loss = loss + self._arm_value_loss(batch[ARM_VALUE_BATCH], fwd_out[ARM_VALUE_BATCH])
+        return loss
+
+    def _bellman_critic_loss(self, config, module, batch, components, target, y, x) -> torch.Tensor:
+        """``critic_decomposition="bellman"``: L_critic = td_weight · Σ_j L_TD,j, each head Q_j on
+        its own target y_j (``losses.component_td_target``); Σ_j w_j y_j = y, the scalar target.
+        The scalar ``td_loss`` is logged for comparison with the softmax critic (not optimised)."""
+        hw = module.critic.head_weights
+        d = hw.shape[0] - int(module.critic_has_rest)
+        with torch.no_grad():
+            r = losses.component_rewards(batch[Columns.REWARDS], components, hw[:d], module.critic_has_rest)
+            y_c = losses.component_td_target(r, batch[Columns.TERMINATEDS].float(), target["q"],
+                                             target["q_components"], config.gamma)
+        q, qc = module.critic(x, with_weights=True)
+        l_comp, per_head = losses.component_td_loss(qc, y_c)
+        names = module.decomposed_names + (["rest"] if module.critic_has_rest else [])
+        for name, value in zip(names, per_head):
+            self._log_mean(f"component_td_loss_{name}", value)
+        self._log_mean("component_td_loss", l_comp)
+        self._log_mean("td_loss", losses.td_loss(q.detach(), y))
+        self._log_mean("q_mean", q[:, 0].mean())
+        return config.td_weight * l_comp
+
+    def _softmax_critic_loss(self, config, module, components, decompose, y, x) -> torch.Tensor:
+        """``critic_decomposition="softmax"`` (reference): td_weight · L_TD + decomposition_weight · L_dec / D."""
+        q, w = module.critic(x, with_weights=decompose)
         l_td = losses.td_loss(q, y)
         loss = config.td_weight * l_td
         self._log_mean("td_loss", l_td)
@@ -391,10 +429,6 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             for name, value in zip(module.decomposed_names, per_comp):
                 self._log_mean(f"decomposition_loss_{name}", value)
             self._log_mean("decomposition_loss", l_dec)
-        if self.is_actor_step():
-            loss = loss + self._actor_loss(config, module, batch, b_all, s_b, actions, fwd_out)
-        if ARM_VALUE_BATCH in fwd_out:
-            loss = loss + self._arm_value_loss(batch[ARM_VALUE_BATCH], fwd_out[ARM_VALUE_BATCH])
         return loss
 
     def _actor_loss(self, config, module, batch, b_all, s_b, actions, fwd_out) -> torch.Tensor:
