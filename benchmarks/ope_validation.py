@@ -3,6 +3,8 @@
     python -m benchmarks.ope_validation                                   # misaligned routing, seed 0
     python -m benchmarks.ope_validation --routing aligned misaligned --seeds 0 1
     python -m benchmarks.ope_validation --checkpoint CK                   # + FAST-Q's arm choice
+    python -m benchmarks.ope_validation --routing misaligned aligned --seeds 0 1 --learned \
+        --json benchmarks/results/ope_validation.json --markdown benchmarks/results/ope_validation.md
 
 For each routing regime and seed: generate player-platform logs (``episodes`` players, the card's
 online truth on ``eval_episodes`` other players), then estimate from the logs alone the value of
@@ -14,6 +16,17 @@ online truth on ``eval_episodes`` other players), then estimate from the logs al
 - the logged routing (its logged mean return: on-policy),
 - FAST-Q's arm choice when ``--checkpoint`` is given (truth: the module served online on the card's
   evaluation players),
+
+- with ``--learned``: BC, FAST-Q (defaults) and FAST-Q (reference preset), each trained on the logs
+  by the suite's own code (``benchmarks.harness.registry``: ``plain_bc``, ``_fastq``; the
+  ``--budget`` of ``benchmarks.harness.suites``, ``full`` by default: 3000 BC steps, 12 × 250
+  FAST-Q steps) on the suite's cached dataset, estimated from the logs with the estimator
+  ``fastq evaluate CHECKPOINT --data LOGS`` uses (:func:`rllib_fastq.evaluation.ope.estimate_policy_value`:
+  the DR arm choice for FAST-Q's defaults, which serve the chosen arm's cloned action; undiscounted
+  FQE, ``gamma = 1``, for the reference, which serves the TD3+BC actor), BC by the same undiscounted
+  FQE (:func:`rllib_fastq.evaluation.ope.fqe_from_logs`, BC's flat policy), and each measured
+  online on the card's evaluation players (the same players as every other truth here); plus, as a
+  diagnostic outside the summary, the arms as deterministic policies by the same FQE,
 
 with the arm-level doubly-robust estimator (:func:`rllib_fastq.evaluation.ope.arm_choice_dr`,
 the logged propensities), ``q̂`` = a per-arm ridge regression of the episode return on the first
@@ -31,7 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +67,32 @@ def spearman(a: Any, b: Any) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def validate_regime(routing: str, seed: int, *, episodes: int, eval_episodes: int, n_boot: int,
-                    checkpoint: str | None, workdir: str) -> list[dict[str, Any]]:
+def dataset_dir(routing: str, seed: int, *, episodes: int, eval_episodes: int, workdir: str | None) -> str:
+    """The logs of (routing, seed): the suite's cached dataset (``benchmarks/results/data``, the
+    same files the suite trains on) unless ``workdir`` is given."""
+    if workdir is None:
+        from benchmarks.harness.suites import player_platform_dataset
+
+        budget = {"data_episodes": episodes, "card_eval_episodes": eval_episodes}
+        return str(player_platform_dataset(routing, seed, budget).dir)
     from rllib_fastq.datasets.player_platform import generate_player_platform_dataset
-    from rllib_fastq.envs.arms import SegmentOraclePolicy
-    from rllib_fastq.envs.evaluate import evaluate_policy
-    from rllib_fastq.envs.player_platform import PlayerPlatformConfig
 
     out = os.path.join(workdir, f"{routing}-{seed}")
     if not os.path.exists(os.path.join(out, "card.json")):
         generate_player_platform_dataset(out, episodes=episodes, seed=seed, routing=routing,
                                          eval_episodes=eval_episodes)
+    return out
+
+
+def validate_regime(routing: str, seed: int, *, episodes: int, eval_episodes: int, n_boot: int,
+                    checkpoint: str | None, workdir: str | None, learned: bool = False,
+                    budget: str = "full", fqe_steps: int = ope.FQE_STEPS, fqe_ensemble: int = 1,
+                    fqe_arms: bool = True) -> list[dict[str, Any]]:
+    from rllib_fastq.envs.arms import SegmentOraclePolicy
+    from rllib_fastq.envs.evaluate import evaluate_policy
+    from rllib_fastq.envs.player_platform import PlayerPlatformConfig
+
+    out = dataset_dir(routing, seed, episodes=episodes, eval_episodes=eval_episodes, workdir=workdir)
     card = json.loads(Path(out, "card.json").read_text())
     online = card["online"]
     tr = read_transitions(os.path.join(out, "train.parquet"))
@@ -89,10 +117,12 @@ def validate_regime(routing: str, seed: int, *, episodes: int, eval_episodes: in
 
     rows: list[dict[str, Any]] = []
 
-    def add(name: str, est: dict[str, Any], truth: float, truth_se: float) -> None:
+    def add(name: str, est: dict[str, Any], truth: float, truth_se: float, *, estimator: str = "DR arm choice",
+            kind: str = "rule", in_summary: bool = True, **extra: Any) -> None:
         rows.append({"regime": routing, "seed": seed, "policy": name, "estimate": est["estimate"],
                      "ci": est["ci"], "truth": truth, "truth_se": truth_se, "q_hat": dm_name,
-                     "direct_method": est.get("direct_method")})
+                     "direct_method": est.get("direct_method"), "estimator": estimator, "kind": kind,
+                     "in_summary": in_summary, **extra})
 
     for j, name in enumerate(arm_names):
         t = online["arms"][name]
@@ -112,23 +142,148 @@ def validate_regime(routing: str, seed: int, *, episodes: int, eval_episodes: in
                                                   n_boot=n_boot, seed=seed), t["mean_return"], t["sem_return"])
     t = online["logged_routing"]
     add(f"logged routing ({routing})", ope.logged_value(ep.returns, n_boot=n_boot, seed=seed),
-        t["mean_return"], t["sem_return"])
+        t["mean_return"], t["sem_return"], estimator="logged mean")
+    if learned:
+        add_learned(routing, seed, out, tr, ep, config, online, n_boot=n_boot, budget=budget,
+                    fqe_steps=fqe_steps, fqe_ensemble=fqe_ensemble, add=add, fqe_arms=fqe_arms)
     if module is not None:
         from rllib_fastq.evaluation import rollout
 
         t = evaluate_policy(rollout.policy_fn(module, "best"), config, online["num_episodes"], online["eval_seed"])
         add("FAST-Q arm choice", ope.arm_choice_dr(q_hat, ep.arm, ep.returns, ep.propensity, mv["chosen"],
-                                                   n_boot=n_boot, seed=seed), t["mean_return"], t["sem_return"])
+                                                   n_boot=n_boot, seed=seed), t["mean_return"], t["sem_return"],
+            kind="learned")
     return rows
 
 
+def _fqe_name(res: dict[str, Any]) -> str:
+    return "FQE (gamma 1)" + (f", ensemble of {res['ensemble']}" if res.get("ensemble", 1) > 1 else "")
+
+
+def _batched(fn: Any) -> Any:
+    """A one-observation policy as one of a batch of flat observations (for FQE)."""
+    return lambda x: np.stack([np.asarray(fn(o), np.float32) for o in np.asarray(x)])
+
+
+def add_learned(routing: str, seed: int, out: str, tr: Any, ep: Any, config: Any, online: dict[str, Any], *,
+                n_boot: int, budget: str, fqe_steps: int, fqe_ensemble: int, add: Any, fqe_arms: bool = True) -> None:
+    """Train BC, FAST-Q and FAST-Q (reference) on the logs with the suite's code, estimate each
+    from the logs alone and measure it online on the card's evaluation players; the arms by FQE
+    as a diagnostic. Each row goes through ``add`` (the caller's row list)."""
+    import time
+
+    import torch
+
+    from benchmarks.harness import registry, suites
+    from benchmarks.harness.simple import PlainBC
+    from rllib_fastq.data.schema import ObsLayout
+    from rllib_fastq.envs.arms import ArmPolicy
+    from rllib_fastq.envs.evaluate import evaluate_policy
+
+    b = suites.BUDGETS[budget]
+    ds = registry.DatasetHandle.load(suites.PLAYER_PLATFORM, routing, seed, out)
+    layout = ObsLayout.from_dict(ds.card["obs_layout"])
+
+    def truth(policy: Any) -> dict[str, Any]:
+        return evaluate_policy(policy, config, online["num_episodes"], online["eval_seed"])
+
+    def log(msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {routing} seed {seed}: {msg}", flush=True)
+
+    # BC: the suite's plain_bc (same class, hiddens, steps), kept here to reach its network for a
+    # batched policy.
+    t0 = time.perf_counter()
+    agent = PlainBC(ds.flat(), hiddens=registry.HIDDENS, seed=seed)
+    agent.train(b["bc_steps"])
+
+    def bc_batch(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            s = (torch.as_tensor(np.asarray(x, np.float32)) - agent.mean) / agent.std
+            return torch.tanh(agent.actor(s)).numpy()
+
+    fq = {"steps": fqe_steps, "ensemble": fqe_ensemble, "seed": seed, "n_boot": n_boot}
+    est = ope.fqe_from_logs(tr, bc_batch, gamma=1.0, ep=ep, **fq)
+    t = truth(registry.flat_policy(agent.policy_fn()))
+    add("BC", {"estimate": est["values"][0], "ci": est["cis"][0]}, t["mean_return"], t["sem_return"],
+        estimator=_fqe_name(est), kind="learned", fqe_td_loss=est["final_td_loss"], gradient_steps=agent.steps,
+        action_shift=est["action_shift"], fqe_members=est["member_values"])
+    log(f"BC estimate {est['values'][0]:.3f} truth {t['mean_return']:.3f} ({time.perf_counter() - t0:.0f}s)")
+
+    for reference in (False, True):
+        name = "FAST-Q (reference)" if reference else "FAST-Q"
+        t0 = time.perf_counter()
+        trained = registry._fastq(ds, seed, b, reference=reference)
+        try:
+            module = trained.close.__self__.get_module()  # close is the Algorithm's bound stop()
+            # What `fastq evaluate CHECKPOINT --data LOGS` reports (method "auto": the DR arm choice
+            # for serve_action="expert", undiscounted FQE for the actor).
+            res = ope.estimate_policy_value(module, tr, method="auto", fqe_steps=fqe_steps, fqe_ensemble=fqe_ensemble,
+                                            n_boot=n_boot, seed=seed)
+            t = truth(trained.policy)
+            shares = trained.after_eval() if trained.after_eval else {}
+        finally:
+            trained.close()
+        extra = {"serve_action": res["serve_action"], "method": res["method"],
+                 "chosen_arm_share_logs": res["chosen_arm_share"], **shares, **trained.extras}
+        if "fqe" in res:
+            extra.update(fqe_td_loss=res["fqe"]["final_td_loss"], action_shift=res["fqe"]["action_shift"],
+                         fqe_members=res["fqe"]["member_values"])
+        else:
+            extra.update(direct_method=res["dr"]["direct_method"], dr_correction=res["dr"]["correction"])
+        add(name, {"estimate": res["estimate"], "ci": res["ci"]}, t["mean_return"], t["sem_return"],
+            estimator=_fqe_name(res["fqe"]) if "fqe" in res else "DR arm choice", kind="learned", **extra)
+        log(f"{name} ({res['method']}) estimate {res['estimate']:.3f} truth {t['mean_return']:.3f} "
+            f"({time.perf_counter() - t0:.0f}s)")
+
+    # Diagnostic: the same FQE on the arms' deterministic rules (their truth is the card's).
+    for k, arm in enumerate(ds.card["arm_names"] if fqe_arms else []):
+        est = ope.fqe_from_logs(tr, _batched(ArmPolicy(k, layout)), gamma=1.0, ep=ep, **fq)
+        t = online["arms"][arm]
+        add(f"arm {arm} (FQE)", {"estimate": est["values"][0], "ci": est["cis"][0]}, t["mean_return"],
+            t["sem_return"], estimator=_fqe_name(est), kind="diagnostic", in_summary=False,
+            fqe_td_loss=est["final_td_loss"], action_shift=est["action_shift"], fqe_members=est["member_values"])
+    if fqe_arms:
+        log("arms by FQE done")
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
+    if not rows:
+        return {"policies": 0}
     est = np.array([r["estimate"] for r in rows])
     truth = np.array([r["truth"] for r in rows])
     covered = np.array([r["ci"][0] <= r["truth"] <= r["ci"][1] for r in rows])
-    return {"policies": len(rows), "spearman": spearman(est, truth),
+    return {"policies": len(rows), "spearman": spearman(est, truth) if len(rows) > 1 else float("nan"),
             "mean_relative_error": float(np.mean(np.abs(est - truth) / np.abs(truth))),
             "coverage": float(covered.mean()), "coverage_with_truth_se": float(np.mean([agrees(r) for r in rows]))}
+
+
+def summaries(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Over the summary rows (one estimate per policy), all and by kind, and the FQE diagnostics."""
+    main = [r for r in rows if r.get("in_summary", True)]
+    out = {"all": summarize(main), "rules": summarize([r for r in main if r.get("kind", "rule") == "rule"]),
+           "learned": summarize([r for r in main if r.get("kind") == "learned"])}
+    diag = [r for r in rows if r.get("kind") == "diagnostic"]
+    if diag:
+        out["arms by FQE (diagnostic)"] = summarize(diag)
+    for name in sorted({r["policy"] for r in main if r.get("kind") == "learned"}):
+        out[f"learned: {name}"] = summarize([r for r in main if r["policy"] == name])
+    return out
+
+
+def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for name, r in summaries(rows).items():
+        if not r["policies"]:
+            continue
+        lines.append(f"- {name}: {r['policies']} policies, Spearman {r['spearman']:.3f}, mean relative error "
+                     f"{r['mean_relative_error']:.1%}, CI coverage {r['coverage']:.0%} "
+                     f"({r['coverage_with_truth_se']:.0%} agree within the truth's s.e. too)")
+    cells = sorted({(r["regime"], r["seed"]) for r in rows})
+    for routing, seed in cells:
+        r = summarize([x for x in rows if x["regime"] == routing and x["seed"] == seed and x.get("in_summary", True)])
+        lines.append(f"- {routing} seed {seed}: Spearman {r['spearman']:.3f}, mean relative error "
+                     f"{r['mean_relative_error']:.1%}, CI coverage {r['coverage']:.0%}")
+    return lines
 
 
 def agrees(r: dict[str, Any]) -> bool:
@@ -139,14 +294,16 @@ def agrees(r: dict[str, Any]) -> bool:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| regime | seed | policy | OPE estimate | 95 % CI | truth (± s.e.) | rel. error | CI covers truth "
-             "| agrees (truth's s.e. too) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| regime | seed | policy | estimator | OPE estimate | 95 % CI | truth (± s.e.) | rel. error "
+             "| CI covers truth | agrees (truth's s.e. too) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lo, hi = r["ci"]
         rel = abs(r["estimate"] - r["truth"]) / abs(r["truth"])
-        lines.append(f"| {r['regime']} | {r['seed']} | {r['policy']} | {r['estimate']:.3f} | [{lo:.3f}, {hi:.3f}] | "
-                     f"{r['truth']:.3f} ± {r['truth_se']:.3f} | {rel:.1%} | "
+        name = r["policy"] if r.get("in_summary", True) else f"*{r['policy']}*"
+        lines.append(f"| {r['regime']} | {r['seed']} | {name} | {r.get('estimator', 'DR arm choice')} | "
+                     f"{r['estimate']:.3f} | [{lo:.3f}, {hi:.3f}] | {r['truth']:.3f} ± {r['truth_se']:.3f} | "
+                     f"{rel:.1%} | "
                      f"{'yes' if lo <= r['truth'] <= hi else 'no'} | {'yes' if agrees(r) else 'no'} |")
     return "\n".join(lines)
 
@@ -159,27 +316,46 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-episodes", type=int, default=200)
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--checkpoint", help="a FAST-Q checkpoint trained on these logs (adds its arm choice)")
-    p.add_argument("--workdir", help="where the generated logs go (default: a temporary directory)")
+    p.add_argument("--learned", action="store_true",
+                   help="also train BC, FAST-Q and FAST-Q (reference) on each dataset (the suite's code and "
+                        "budget), estimate them from the logs and measure them online")
+    p.add_argument("--budget", default="full", choices=("full", "quick"), help="the suite's budget for --learned")
+    p.add_argument("--fqe-steps", type=int, default=ope.FQE_STEPS, help="FQE gradient steps (--learned)")
+    p.add_argument("--fqe-ensemble", type=int, default=1,
+                   help="FQE's bootstrap ensemble size (--learned): an interval that holds the fit's noise")
+    p.add_argument("--no-fqe-arms", action="store_true",
+                   help="skip the diagnostic rows (the arms by FQE) of --learned: saves 3 FQE fits per dataset")
+    p.add_argument("--workdir", help="generate the logs here (default: the suite's cache, benchmarks/results/data)")
     p.add_argument("--json", help="also write the rows and summary here")
+    p.add_argument("--markdown", help="also write the table and summary here")
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = args.workdir or tmp
-        rows = [r for routing in args.routing for seed in args.seeds
-                for r in validate_regime(routing, seed, episodes=args.episodes, eval_episodes=args.eval_episodes,
-                                         n_boot=args.n_boot, checkpoint=args.checkpoint, workdir=work)]
-    summary = summarize(rows)
-    print(markdown(rows))
-    print()
+    if args.learned:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        import torch
+
+        from benchmarks.harness.suites import _start_ray
+
+        torch.set_num_threads(1)
+        _start_ray()
+    command = "python -m benchmarks.ope_validation " + " ".join(argv if argv is not None else sys.argv[1:])
+    rows: list[dict[str, Any]] = []
     for routing in args.routing:
         for seed in args.seeds:
-            r = summarize([x for x in rows if x["regime"] == routing and x["seed"] == seed])
-            print(f"{routing} seed {seed}: Spearman {r['spearman']:.3f}, mean relative error "
-                  f"{r['mean_relative_error']:.1%}, CI coverage {r['coverage']:.0%}")
-    print(f"q̂: {rows[0]['q_hat']}; {summary['policies']} policies: Spearman {summary['spearman']:.3f}, "
-          f"mean relative error {summary['mean_relative_error']:.1%}, CI coverage {summary['coverage']:.0%} "
-          f"({summary['coverage_with_truth_se']:.0%} agree within the truth's s.e. too)")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
+            rows += validate_regime(routing, seed, episodes=args.episodes, eval_episodes=args.eval_episodes,
+                                    n_boot=args.n_boot, checkpoint=args.checkpoint, workdir=args.workdir,
+                                    learned=args.learned, budget=args.budget, fqe_steps=args.fqe_steps,
+                                    fqe_ensemble=args.fqe_ensemble, fqe_arms=not args.no_fqe_arms)
+            if args.json:  # after every dataset: a long run leaves what it measured
+                Path(args.json).write_text(json.dumps({"command": command, "rows": rows,
+                                                       "summary": summaries(rows)}, indent=1, default=float))
+    table, lines = markdown(rows), summary_lines(rows)
+    print(table)
+    print()
+    print(f"q̂ of the DR rows: {rows[0]['q_hat']} (FAST-Q's rows: its own arm values)")
+    print("\n".join(lines))
+    if args.markdown:
+        Path(args.markdown).write_text(f"# Off-policy estimates against the simulator's truth\n\n`{command}`\n\n"
+                                       f"{table}\n\n" + "\n".join(lines) + "\n")
     return 0
 
 

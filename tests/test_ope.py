@@ -116,6 +116,91 @@ def test_fqe_on_a_chain_with_known_value():
         assert res["values"][0] == pytest.approx(truth, abs=0.3) and res["discounted"] == (gamma < 1)
 
 
+def chain(n_ep: int = 200, seed: int = 0) -> Transitions:
+    """A 2-step deterministic chain: s_0 = (0, 1) → s_1 = (1, 1) → end (truncated at the time limit);
+    reward = the action's first coordinate + 1 (logged actions uniform in [-1, 1]); components
+    (reward, 2 · reward). A policy acting a ≡ 1 earns 2 + 2 = 4 undiscounted, 2 + 0.9 · 2 = 3.8 at 0.9."""
+    rng = np.random.default_rng(seed)
+    t = np.tile(np.arange(2), n_ep)
+    obs = np.stack([t.astype(float), np.ones(len(t))], 1).astype(np.float32)
+    new_obs = np.stack([t + 1.0, np.ones(len(t))], 1).astype(np.float32)
+    a = rng.uniform(-1, 1, size=(len(t), 1)).astype(np.float32)
+    r = a[:, 0] + 1.0
+    return Transitions(obs=obs, actions=a, rewards=r.astype(np.float32), new_obs=new_obs,
+                       terminateds=np.zeros(len(t), bool), truncateds=t == 1, eps_id=np.repeat(np.arange(n_ep), 2),
+                       t=t, policy_id=np.zeros(len(t), np.int64), policy_propensity=np.ones(len(t), np.float32),
+                       reward_components=np.stack([r, 2 * r], 1).astype(np.float32),
+                       meta=schema.DatasetMeta(reward_component_names=("x", "y")))
+
+
+def test_undiscounted_fqe_on_a_two_step_chain_equals_the_hand_computed_return():
+    tr = chain()
+    policy = lambda x: np.ones((len(x), 1), np.float32)  # noqa: E731
+    res = ope.fqe_from_logs(tr, policy, steps=1500, n_boot=50)  # gamma 1: the undiscounted return
+    assert res["gamma"] == 1.0 and not res["discounted"] and res["time_feature"]
+    assert res["values"][0] == pytest.approx(4.0, abs=0.2)
+    assert res["values"][1] == pytest.approx(4.0, abs=0.2) and res["values"][2] == pytest.approx(8.0, abs=0.4)
+    ep = ope.episodes_from_transitions(tr)
+    assert res["logged_return"] == pytest.approx(ep.returns.mean())  # the behaviour's own value, ~2
+    disc = ope.fqe_from_logs(tr, policy, gamma=0.9, steps=1500, n_boot=50)
+    assert disc["discounted"] and not disc["time_feature"]
+    assert disc["values"][0] == pytest.approx(3.8, abs=0.2)
+
+
+def test_fqe_bootstrap_ensemble_averages_its_members_and_widens_the_interval():
+    tr = chain(n_ep=100, seed=1)
+    policy = lambda x: np.ones((len(x), 1), np.float32)  # noqa: E731
+    one = ope.fqe_from_logs(tr, policy, steps=1000, n_boot=200, components=False)
+    ens = ope.fqe_from_logs(tr, policy, steps=1000, n_boot=200, components=False, ensemble=3)
+    assert ens["ensemble"] == 3 and len(ens["member_values"]) == 3
+    assert ens["values"][0] == pytest.approx(np.mean(ens["member_values"])) == pytest.approx(4.0, abs=0.3)
+    assert ens["cis"][0][0] - 0.1 <= 4.0 <= ens["cis"][0][1] + 0.1  # the fit's bias stays outside it
+    # one network's interval over identical first states is a point; the members' spread widens it
+    assert one["cis"][0][1] - one["cis"][0][0] < 1e-4 < ens["cis"][0][1] - ens["cis"][0][0]
+    assert ens["action_shift"] == pytest.approx(np.sqrt(3), rel=0.15)  # E|1 - a| / std(a), a ~ U(-1, 1)
+    with pytest.raises(ValueError, match="groups"):
+        ope.fqe(tr.obs, tr.actions, tr.rewards, tr.new_obs, tr.truncateds, tr.obs[:2], policy, gamma=1.0,
+                steps=1, ensemble=2)
+
+
+class _ActorModule:
+    """The parts of a FAST-Q module :func:`ope.estimate_policy_value` reads: one arm, a flat
+    observation, an actor that serves a ≡ 1 (``serve_action="actor"``: FQE)."""
+
+    num_policies, serve_action = 1, "actor"
+    layout = schema.ObsLayout(static=2)
+
+    def arm_value_estimates(self, obs):
+        import torch
+
+        return torch.zeros(len(obs), 1, 1), torch.ones(len(obs), 1)
+
+    def choose_arms(self, obs, policy_id=None):
+        import torch
+
+        return {"policy_id": torch.zeros(len(obs), dtype=torch.long)}
+
+    def forward_inference(self, batch):
+        import torch
+
+        return {"actions": torch.ones(len(batch["obs"]), 1)}
+
+
+def test_estimate_policy_value_is_undiscounted_unless_asked():
+    """What `fastq evaluate --data` reports (the checkpoint's gamma passed, as the CLI does) is the
+    undiscounted episode return, the quantity `--env` measures; ``discounted=True`` keeps the old one."""
+    tr = chain()
+    res = ope.estimate_policy_value(_ActorModule(), tr, method="auto", gamma=0.9, fqe_steps=1500, n_boot=50)
+    assert res["method"] == "fqe" and res["fqe"]["gamma"] == 1.0
+    assert res["estimate"] == pytest.approx(4.0, abs=0.2) and res["ci"][0] <= res["estimate"] <= res["ci"][1]
+    assert res["components"]["y"] == pytest.approx(8.0, abs=0.4)
+    assert res["logged_routing"] == pytest.approx(ope.episodes_from_transitions(tr).returns.mean())
+    disc = ope.estimate_policy_value(_ActorModule(), tr, gamma=0.9, discounted=True, fqe_steps=1500, n_boot=50)
+    assert disc["fqe"]["discounted"] and disc["estimate"] == pytest.approx(3.8, abs=0.2)
+    assert "discounted" in disc["method"] and "logged_discounted" in disc["fqe"]
+    assert "discounted" in ope.format_report(disc) and "discounted" not in ope.format_report(res)
+
+
 @pytest.fixture(scope="module")
 def tiny_checkpoint(ray_session, tmp_path_factory):
     from tests.test_cli import smoke_train

@@ -32,9 +32,15 @@ return** from the logs' initial states. The estimators (numpy/torch, no Ray):
   (``serve_action="actor"``). A small MLP ``Q(s, a)`` (one output per target: the reward and each
   reward component) is trained by TD with the policy's next actions and a slowly tracking target
   network. Episode ends (terminated or truncated) stop the bootstrap: the value of the *episode*.
-  With ``gamma == 1`` ``mean Q(s_0, π(s_0))`` estimates the undiscounted episode return; with
-  ``gamma < 1`` it is the **discounted** value (``result["discounted"] = True``), comparable with
-  the logs' mean discounted return (reported beside it), not with the undiscounted one.
+  With ``gamma == 1`` ``mean Q(s_0, π(s_0))`` estimates the undiscounted episode return (each row's
+  step ``t`` is then one more input: on logs cut at a time limit the rest of the episode depends on
+  the steps left); with ``gamma < 1`` it is the **discounted** value (``result["discounted"] =
+  True``), comparable with the logs' mean discounted return (reported beside it), not with the
+  undiscounted one. :func:`estimate_policy_value` (what ``fastq evaluate --data`` runs) uses
+  ``gamma = 1`` unless asked for ``discounted=True``: the checkpoint's training ``gamma`` (0.9 in
+  the suite) would report under half the episode return here. FQE extrapolates ``Q`` to the policy's
+  actions: where they are off the logged ones (``action_shift``) it can be far off (measured in
+  ``benchmarks/results/ope_validation.md``); ``ensemble`` > 1 bootstraps the fit into the interval.
 
 Every interval is a percentile bootstrap over episodes with the fitted ``q̂`` (or FQE's Q) held
 fixed: it leaves out the model's fitting noise, so it is too narrow where ``q̂`` is poor and the
@@ -261,16 +267,35 @@ def cross_fit_ridge_arm_values(x: np.ndarray, arm: np.ndarray, y: np.ndarray, nu
 
 # -- fitted Q evaluation ------------------------------------------------------------------------
 
+#: :func:`estimate_policy_value`'s FQE gradient steps: with ``gamma = 1`` the value has to travel
+#: back over the whole episode (up to 50 steps on the player platform) through a slowly tracking
+#: target network, which 2000 steps did not do (the arms' values came out ~40 % low).
+FQE_STEPS = 10000
+
 
 def fqe(obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, new_obs: np.ndarray, dones: np.ndarray,
         first_obs: np.ndarray, policy_fn: Callable[[np.ndarray], np.ndarray], *, gamma: float,
         steps: int = 2000, hidden: int = 64, lr: float = 1e-3, batch_size: int = 256, tau: float = 0.01,
-        seed: int = 0, n_boot: int = 1000) -> dict[str, Any]:
+        seed: int = 0, n_boot: int = 1000, t: np.ndarray | None = None, first_t: np.ndarray | None = None,
+        horizon: float | None = None, ensemble: int = 1, groups: np.ndarray | None = None) -> dict[str, Any]:
     """Fitted Q evaluation of ``policy_fn`` (flat obs [B, d] → actions [B, d_a], deterministic).
 
     ``rewards`` [N] or [N, M] (several targets, e.g. reward and components: one net, one output
     each; TD is linear in the reward). Returns ``values`` [M] = mean over first states of
     ``Q(s_0, π(s_0))``, their bootstrap intervals, ``gamma`` and ``discounted`` (gamma < 1).
+
+    ``t`` [N] (each row's step in its episode; ``first_t`` [n] the first states', default 0):
+    ``Q(s, t, a)`` reads ``t / horizon`` as one more input (``horizon``: default ``max t + 1``), the
+    next state's being ``t + 1``. With ``gamma == 1`` on logs truncated at a time limit the value of
+    the rest of the episode depends on the steps left, which the observation may not show (a
+    rolling window of history does not); without ``t`` FQE averages over them.
+
+    ``ensemble`` > 1: that many Q-networks, each trained on its own bootstrap resample of the
+    episodes (``groups`` [N]: each row's episode index); the value is their mean and the interval
+    (:func:`_ensemble_bootstrap_ci`) holds the fit's noise too, which a single network's interval
+    over first states leaves out: where the policy's actions are off the logged ones, the members'
+    extrapolations disagree and the interval widens. ``action_shift``: the policy's distance from the
+    logged actions at the logged states (RMS, in the logged actions' standard deviations).
     """
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -281,6 +306,14 @@ def fqe(obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, new_obs: np.n
     a = torch.as_tensor(np.asarray(actions, np.float32)).reshape(len(obs), -1)
     d = torch.as_tensor(np.asarray(dones, np.float32)).reshape(-1, 1)
     s0 = torch.as_tensor(np.asarray(first_obs, np.float32))
+    time_feature = t is not None
+    if time_feature:
+        tt = np.asarray(t, np.float64).reshape(-1)
+        h = float(horizon if horizon is not None else tt.max() + 1.0)
+        f = torch.as_tensor((tt / h).astype(np.float32))[:, None]
+        f2 = torch.as_tensor(((tt + 1.0) / h).astype(np.float32))[:, None]
+        f0 = torch.as_tensor((np.zeros(len(s0)) if first_t is None else
+                              np.asarray(first_t, np.float64).reshape(-1) / h).astype(np.float32))[:, None]
 
     def act(x: torch.Tensor) -> torch.Tensor:  # the policy's actions, computed once
         return torch.cat([torch.as_tensor(np.asarray(policy_fn(x[i:i + 4096].numpy()), np.float32))
@@ -288,18 +321,34 @@ def fqe(obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, new_obs: np.n
 
     a2, a0 = act(s2), act(s0)
     mu, sd = s.mean(0), s.std(0) + 1e-6
+    if time_feature:  # the step as one more (unnormalised, in [0, 1]) state feature
+        s, s2, s0 = torch.cat([s, f], 1), torch.cat([s2, f2], 1), torch.cat([s0, f0], 1)
+        mu, sd = torch.cat([mu, torch.zeros(1)]), torch.cat([sd, torch.ones(1)])
     r_scale = r.abs().mean(0).clamp(min=1e-6)  # rewards of order 1 for the net; undone at the end
-    net = torch.nn.Sequential(torch.nn.Linear(s.shape[1] + a.shape[1], hidden), torch.nn.ReLU(),
-                              torch.nn.Linear(hidden, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, m))
+    e = int(ensemble)
+    if e < 1:
+        raise ValueError(f"ensemble: expected >= 1, got {ensemble}")
+    if e > 1:  # each member: its own bootstrap resample of the episodes (rows drawn in proportion)
+        if groups is None:
+            raise ValueError("ensemble > 1 needs groups (each row's episode index) to resample episodes")
+        grp = np.asarray(groups, np.int64)
+        n_g = int(grp.max()) + 1
+        counts = np.random.default_rng(seed).multinomial(n_g, np.full(n_g, 1.0 / n_g), size=e)  # [E, n_g]
+        w = counts[:, grp].astype(np.float64)
+    else:
+        w = np.ones((1, len(s)))
+    cdf = torch.as_tensor(np.cumsum(w / w.sum(1, keepdims=True), 1))
+    cdf[:, -1] = 1.0
+    net = _EnsembleMLP(s.shape[1] + a.shape[1], hidden, m, e)
     target_net = copy.deepcopy(net)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
 
-    def q(model: torch.nn.Module, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    def q(model: torch.nn.Module, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:  # [E, B, ·] → [E, B, M]
         return model(torch.cat([(x - mu) / sd, u], -1))
 
     losses = []
     for _ in range(steps):
-        i = torch.randint(0, len(s), (batch_size,), generator=g)
+        i = torch.searchsorted(cdf, torch.rand(e, batch_size, generator=g, dtype=torch.float64)).clamp(max=len(s) - 1)
         with torch.no_grad():
             y = r[i] / r_scale + gamma * (1 - d[i]) * q(target_net, s2[i], a2[i])
         loss = (q(net, s[i], a[i]) - y).pow(2).mean()
@@ -311,11 +360,84 @@ def fqe(obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, new_obs: np.n
             for p, tp in zip(net.parameters(), target_net.parameters()):
                 tp.mul_(1 - tau).add_(tau * p)
     with torch.no_grad():
-        v0 = (q(net, s0, a0) * r_scale).numpy().astype(np.float64)  # [n, M]
-    return {"values": v0.mean(0).tolist(), "cis": [bootstrap_ci(v0[:, j], n_boot=n_boot, seed=seed)
-                                                   for j in range(m)],
+        v0 = (q(net, s0.expand(e, -1, -1), a0.expand(e, -1, -1)) * r_scale).numpy().astype(np.float64)  # [E, n, M]
+    # How far the policy's actions are from the logged ones, in the logged actions' standard deviations
+    # (RMS over dimensions, mean over up to 4096 logged states): FQE extrapolates Q to the policy's
+    # actions, which the logs support less the larger this is.
+    sub = torch.as_tensor(np.random.default_rng(seed).choice(len(a), size=min(len(a), 4096), replace=False))
+    a_pi = act(torch.as_tensor(np.asarray(obs, np.float32))[sub])
+    shift = (((a_pi - a[sub]) / (a.std(0) + 1e-6)).pow(2).mean(1).sqrt()).mean()
+    return {"values": v0.mean((0, 1)).tolist(),
+            "cis": [_ensemble_bootstrap_ci(v0[..., j], n_boot=n_boot, seed=seed) for j in range(m)],
+            "member_values": v0[..., 0].mean(1).tolist(), "ensemble": e,
             "gamma": float(gamma), "discounted": bool(gamma < 1.0), "steps": int(steps),
-            "final_td_loss": float(np.mean(losses[-100:]))}
+            "time_feature": time_feature, "final_td_loss": float(np.mean(losses[-100:])),
+            "action_shift": float(shift)}
+
+
+class _EnsembleMLP(torch.nn.Module):
+    """``E`` independent 2-hidden-layer ReLU MLPs evaluated at once (``[E, B, d] → [E, B, m]``),
+    each layer initialised as ``torch.nn.Linear``."""
+
+    def __init__(self, d: int, hidden: int, m: int, e: int):
+        super().__init__()
+        self.weights, self.biases = torch.nn.ParameterList(), torch.nn.ParameterList()
+        for fan_in, fan_out in ((d, hidden), (hidden, hidden), (hidden, m)):
+            bound = 1.0 / fan_in ** 0.5
+            self.weights.append(torch.nn.Parameter(torch.empty(e, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(torch.nn.Parameter(torch.empty(e, 1, fan_out).uniform_(-bound, bound)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for j, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(b, x, w)
+            x = x.relu() if j < len(self.weights) - 1 else x
+        return x
+
+
+def _ensemble_bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, alpha: float = 0.05,
+                           seed: int = 0) -> list[float]:
+    """Percentile interval of the mean of ``values`` [E, n] (E ensemble members, n first states): each
+    replicate draws one member and resamples the first states, so the interval holds the members'
+    spread (the fit's noise, when each was trained on its own bootstrap of the episodes) as well as
+    the states'. With E = 1 it is :func:`bootstrap_ci`."""
+    v = np.asarray(values, np.float64)
+    if v.shape[0] == 1:
+        return bootstrap_ci(v[0], n_boot=n_boot, alpha=alpha, seed=seed)
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for lo in range(0, n_boot, 200):
+        k = min(200, n_boot - lo)
+        members = rng.integers(0, v.shape[0], size=k)
+        idx = rng.integers(0, v.shape[1], size=(k, v.shape[1]))
+        means[lo:lo + k] = v[members[:, None], idx].mean(1)
+    return [float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))]
+
+
+def fqe_from_logs(tr: Transitions, policy_fn: Callable[[np.ndarray], np.ndarray], *, gamma: float = 1.0,
+                  reward_weights: Sequence[float] | None = None, ep: EpisodeTable | None = None,
+                  components: bool = True, time_feature: bool | None = None, **kw: Any) -> dict[str, Any]:
+    """:func:`fqe` of ``policy_fn`` (flat obs → actions) on logged transitions ``tr``: the reward
+    (``reward_weights`` applied when given) and, with ``components``, each reward component.
+
+    ``gamma == 1`` (the default) estimates the mean **undiscounted** episode return from the logs'
+    first states, the quantity ``fastq evaluate --env`` measures online; every episode end
+    (terminated or truncated) stops the bootstrap. ``time_feature`` (default: ``gamma == 1``) gives
+    FQE each row's step ``t`` (see :func:`fqe`). Other keywords go to :func:`fqe`. Adds
+    ``logged_return`` (the logs' own mean return at this ``gamma``, the behaviour's value) and its
+    interval."""
+    ep = ep if ep is not None else episodes_from_transitions(tr, reward_weights)
+    r = scalar_rewards(tr, reward_weights)
+    targets = r[:, None] if (tr.reward_components is None or not components) else \
+        np.column_stack([r, tr.reward_components])
+    time_feature = gamma >= 1.0 if time_feature is None else time_feature
+    t = np.asarray(tr.t, np.float64)
+    res = fqe(tr.obs, tr.actions, targets, tr.new_obs, np.asarray(tr.terminateds) | np.asarray(tr.truncateds),
+              ep.first_obs, policy_fn, gamma=gamma, t=t if time_feature else None,
+              first_t=t[ep.first_row] if time_feature else None, groups=ep.episode_of_row, **kw)
+    logged = discounted_returns(tr, ep, targets, gamma)[:, 0]
+    res["logged_return"] = float(logged.mean())
+    res["logged_return_ci"] = bootstrap_ci(logged, n_boot=kw.get("n_boot", 1000), seed=kw.get("seed", 0))
+    return res
 
 
 def discounted_returns(tr: Transitions, ep: EpisodeTable, rewards: np.ndarray, gamma: float) -> np.ndarray:
@@ -382,13 +504,19 @@ def _read_logs(logs: Any) -> Transitions:
 
 def estimate_policy_value(module_or_checkpoint: Any, logs: Any, *, reward_weights: Sequence[float] | None = None,
                           policy_id: Any = "best", method: str = "auto", gamma: float | None = None,
-                          fqe_steps: int = 2000, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+                          discounted: bool = False, fqe_steps: int = FQE_STEPS, fqe_ensemble: int = 1,
+                          n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Off-policy value of a FAST-Q module's served policy from ``logs`` (paths or Transitions).
 
     ``method``: ``"dr"`` the arm choice's doubly-robust value (the served policy when
     ``serve_action="expert"``), ``"fqe"`` fitted Q evaluation of the served actions, ``"auto"`` (DR
     for ``serve_action="expert"``, else FQE). ``policy_id``: ``"best"`` (the module's arm choice) or
-    an arm. ``reward_weights``: value of ``Σ_j w_j r_j`` instead of the logged reward (then ``q̂`` is
+    an arm. The value is the mean **undiscounted** episode return from the logs' first states (what
+    ``fastq evaluate --env`` measures online): FQE runs with ``gamma = 1`` and each row's step as an
+    input. ``discounted=True`` asks for the discounted value instead (FQE with ``gamma``, default the
+    checkpoint's; the DR arm choice stays undiscounted); without it ``gamma`` is not used.
+    ``fqe_ensemble``: FQE's bootstrap ensemble (:func:`fqe`), for an interval that holds the fit's noise.
+    ``reward_weights``: value of ``Σ_j w_j r_j`` instead of the logged reward (then ``q̂`` is
     the ridge model, as the module's arm values were fitted to the logged reward). The per-component
     values use a cross-fitted per-arm ridge ``q̂`` (:func:`cross_fit_ridge_arm_values`); the module's
     arm values are fitted on the logs they are evaluated on (not cross-fitted).
@@ -437,15 +565,14 @@ def estimate_policy_value(module_or_checkpoint: Any, logs: Any, *, reward_weight
         "logged_routing_components": {n: float(ep.components[:, j].mean()) for j, n in enumerate(names)},
     }
     if use == "fqe":
-        gamma = float(info.get("gamma", 0.99)) if gamma is None else float(gamma)
-        r = scalar_rewards(tr, reward_weights)
-        targets = r[:, None] if tr.reward_components is None else np.column_stack([r, tr.reward_components])
-        res = fqe(tr.obs, tr.actions, targets, tr.new_obs, np.asarray(tr.terminateds) | np.asarray(tr.truncateds),
-                  ep.first_obs, module_policy_fn(module, policy_id), gamma=gamma, steps=fqe_steps,
-                  seed=seed, n_boot=n_boot)
-        disc = discounted_returns(tr, ep, targets, gamma)
-        res["logged_discounted"] = float(disc[:, 0].mean())
-        res["logged_discounted_ci"] = bootstrap_ci(disc[:, 0], n_boot=n_boot, seed=seed)
+        if discounted:
+            gamma = float(info.get("gamma", 0.99)) if gamma is None else float(gamma)
+        else:
+            gamma = 1.0
+        res = fqe_from_logs(tr, module_policy_fn(module, policy_id), gamma=gamma, reward_weights=reward_weights,
+                            ep=ep, steps=fqe_steps, ensemble=fqe_ensemble, seed=seed, n_boot=n_boot)
+        if res["discounted"]:
+            res["logged_discounted"], res["logged_discounted_ci"] = res["logged_return"], res["logged_return_ci"]
         out["fqe"] = res
         out.update(estimate=res["values"][0], ci=res["cis"][0], method="fqe",
                    components={n: res["values"][1 + j] for j, n in enumerate(names)})
