@@ -26,7 +26,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "arm_value_hiddens": [128, 128],
     "arm_value_ensemble": 5,
     "arm_value_decomposition": False,
-    "arm_choice_pessimism": 0.0,  # was 1.0; why: FastQConfig.arm_choice_pessimism
+    "arm_choice_pessimism": 1.0,  # until arm_choice_check confirms the relaxed choice: FastQConfig
     "arm_choice_min_propensity": 0.002,
     "arm_choice_at": "arrival",
     "serve_action": "auto",  # "expert" with several arms, "actor" with one

@@ -184,16 +184,15 @@ class FastQConfig(AlgorithmConfig):
         self.arm_value_hiddens: list[int] = copy.deepcopy(MODEL_DEFAULTS["arm_value_hiddens"])
         #: Ensemble members of the arm values; their spread is the arm choice's uncertainty.
         self.arm_value_ensemble = MODEL_DEFAULTS["arm_value_ensemble"]
-        #: β: the "safe" choice ranks arms by mean − β · std over the ensemble. Default 0: the
-        #: per-player lower bound sent players back to the wrong routed arm where few logged
-        #: players cover an arm (low-overlap: 9.50 at β = 1 against 10.18 at 0, with the arms' rules;
-        #: docs/algorithm.md §8 (k)); `arm_choice_check` guards the whole policy instead.
+        #: β: the "safe" choice ranks arms by mean − β · std over the ensemble, until
+        #: `arm_choice_check` confirms from the logs that the choice at β = 0 beats the routing.
         self.arm_choice_pessimism = MODEL_DEFAULTS["arm_choice_pessimism"]
         #: After the arm values train, estimate from the logs (doubly robust: the logged
-        #: propensities, or the routing model's, and out-of-bag arm values) how much the "safe"
-        #: choice improves on the routing that produced the logs; serve the routed arm unless the
-        #: one-sided lower confidence bound (`arm_choice_check_confidence`) is above zero.
-        #: rllib_fastq.counterfactual.policy_check.
+        #: propensities, or the routing model's, and out-of-bag arm values) how much the choice at
+        #: β = 0 improves on the routing that produced the logs; if the one-sided lower confidence
+        #: bound (`arm_choice_check_confidence`) is above zero, drop the per-player pessimism: it
+        #: cost most where deviating mattered most (low-overlap: 9.50 at β = 1 against 10.18 at 0,
+        #: with the arms' rules; docs/algorithm.md §8 (k)). rllib_fastq.counterfactual.policy_check.
         self.arm_choice_check = True
         self.arm_choice_check_confidence = 0.95
         #: Arms the routing model gives less probability than this here are not chosen ("safe"):

@@ -212,18 +212,20 @@ def test_dr_improvement_over_the_logged_routing_by_hand():
     assert exact["choice_value"] == pytest.approx(6.0) and exact["improvement"] == pytest.approx(2.0)
 
 
-def test_a_module_without_evidence_serves_the_routed_arm_and_keeps_the_verdict_in_its_state():
+def test_the_pessimism_holds_until_the_check_confirms_and_the_verdict_is_saved():
     module = _history_module("arrival")
-    module.arm_choice = "safe"
+    module.arm_choice, module.arm_choice_pessimism = "safe", 1.0
     obs = {"temporal": torch.zeros(32, 4, 2), "static": torch.randn(32, 3)}
     with torch.no_grad():
         values, rho = module.arm_value_estimates(obs)
-        deviating = module.value_guided_arms(obs)
-        assert deviating.tolist() == values.mean(1).argmax(-1).tolist()  # β = 0, nothing below ρ_min
-        module.arm_choice_deviates.fill_(False)
-        assert module.value_guided_arms(obs).tolist() == rho.argmax(-1).tolist()
-        assert module.value_guided_arms(obs, allow_deviation=True).tolist() == deviating.tolist()
-    assert "arm_choice_deviates" in module.state_dict()
+        relaxed = values.mean(1).argmax(-1)  # β = 0 and every arm above ρ_min here
+        pessimistic = safe_arm_choice(values, rho, pessimism=1.0, min_propensity=module.arm_choice_min_propensity)
+        assert not bool(module.arm_choice_confirmed)  # a fresh module has no verdict
+        assert module.value_guided_arms(obs).tolist() == pessimistic.tolist()
+        assert module.value_guided_arms(obs, relaxed=True).tolist() == relaxed.tolist()
+        module.arm_choice_confirmed.fill_(True)
+        assert module.value_guided_arms(obs).tolist() == relaxed.tolist()
+    assert (relaxed != pessimistic).any()  # the test tells the two rules apart
     restored = _history_module("arrival")
     restored.load_state_dict(module.state_dict())
-    assert not bool(restored.arm_choice_deviates)
+    assert bool(restored.arm_choice_confirmed)

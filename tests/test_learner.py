@@ -9,6 +9,7 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 
 from rllib_fastq import FastQConfig
 from rllib_fastq import _rllib_compat as compat
+from rllib_fastq.counterfactual import safe_arm_choice
 from rllib_fastq.data.io import write_transitions
 from rllib_fastq.torch import losses
 from rllib_fastq.torch.fastq_torch_learner import EXPLORATION_ARM
@@ -212,10 +213,11 @@ def test_arm_values_learn_each_arms_returns_and_routing_model_its_propensities(r
     algo.stop()
 
 
-def test_arm_choice_check_deviates_only_where_the_logs_show_an_improvement(ray_session, tmp_path):
+def test_arm_choice_check_drops_the_pessimism_only_where_the_logs_show_an_improvement(ray_session, tmp_path):
     """arm_choice_check: on logs where arm 2 earns 1 more per step, the doubly-robust lower bound of
-    the choice's improvement over the routing is positive and the module deviates; on logs whose
-    rewards do not depend on the arm, it is not, and every player gets the routed arm (arm 0, 70 %)."""
+    the relaxed choice's improvement over the routing is positive and the module drops its
+    per-player pessimism; on logs whose rewards do not depend on the arm, it is not, and the
+    choice keeps β = 1."""
     verdicts = {}
     for name, arm_reward in (("arm matters", 1.0), ("arm irrelevant", 0.0)):
         tr = make_synthetic(seed=1)
@@ -228,14 +230,16 @@ def test_arm_choice_check_deviates_only_where_the_logs_show_an_improvement(ray_s
         module = learner.module[DEFAULT_MODULE_ID]
         with torch.no_grad():
             served = module.value_guided_arms(learner.sampler.columns["obs"])
+            values, rho = module.arm_value_estimates(learner.sampler.columns["obs"])
+            pessimistic = safe_arm_choice(values, rho, pessimism=1.0, min_propensity=0.002)
         bound = stats["arm_choice_dr_lower_bound"]
         bound = bound.peek() if hasattr(bound, "peek") else bound
-        verdicts[name] = (float(bound), bool(module.arm_choice_deviates), served)
+        verdicts[name] = (float(bound), bool(module.arm_choice_confirmed), served, pessimistic)
         algo.stop()
-    lower, deviates, served = verdicts["arm matters"]
-    assert lower > 0 and deviates and (served == 2).float().mean() > 0.9
-    lower, deviates, served = verdicts["arm irrelevant"]
-    assert lower <= 0 and not deviates and (served == 0).float().mean() > 0.9
+    lower, confirmed, served, _ = verdicts["arm matters"]
+    assert lower > 0 and confirmed and (served == 2).float().mean() > 0.9
+    lower, confirmed, served, pessimistic = verdicts["arm irrelevant"]
+    assert lower <= 0 and not confirmed and torch.equal(served, pessimistic)
 
 
 @pytest.mark.parametrize("reference", [False, True])

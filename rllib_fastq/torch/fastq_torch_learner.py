@@ -150,10 +150,10 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
 
     @torch.no_grad()
     def _check_arm_choice(self) -> None:
-        """``arm_choice_check`` (rllib_fastq.counterfactual.policy_check): may the module deviate
-        from the routed arm? The doubly-robust improvement of its arm choice over the logged
-        routing, on the logged players' arrival states, must have a lower confidence bound
-        above zero. Runs when the arm values have changed (they train in phase 1 only)."""
+        """``arm_choice_check`` (rllib_fastq.counterfactual.policy_check): may the module drop its
+        per-player pessimism? The doubly-robust improvement of the relaxed choice over the logged
+        routing, on the logged players' arrival states, must have a lower confidence bound above
+        zero. Runs when the arm values have changed."""
         self._arm_choice_check_pending = False
         cfg, module = self.config, self.module[DEFAULT_MODULE_ID].unwrapped()
         if not cfg.arm_choice_check or cfg.arm_choice != "safe" or cfg.num_policies < 2:
@@ -167,15 +167,15 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             propensity = cols[schema.POLICY_PROPENSITY][first].double().cpu().numpy()
         else:  # the routing model's probability of the logged arm
             propensity = routing[torch.arange(arm.shape[0], device=arm.device), arm].double().cpu().numpy()
-        choice = module.value_guided_arms(obs, allow_deviation=True)
+        choice = module.value_guided_arms(obs, relaxed=True)
         q_hat = policy_check.out_of_bag_values(values.cpu().numpy(), cols[BOOTSTRAP_WEIGHTS][first].cpu().numpy())
         res = policy_check.improvement_over_logged(q_hat, arm.cpu().numpy(), cols[RETURNS_TO_GO][first].cpu().numpy(),
                                                    np.clip(propensity, 1e-3, 1.0), choice.cpu().numpy(),
                                                    confidence=cfg.arm_choice_check_confidence)
-        module.arm_choice_deviates.fill_(res["lower_bound"] > 0.0)
+        module.arm_choice_confirmed.fill_(res["lower_bound"] > 0.0)
         for key in ("improvement", "lower_bound"):
             self.metrics.log_value((DEFAULT_MODULE_ID, f"arm_choice_dr_{key}"), res[key], window=1)
-        self.metrics.log_value((DEFAULT_MODULE_ID, "arm_choice_deviates"), float(res["lower_bound"] > 0.0), window=1)
+        self.metrics.log_value((DEFAULT_MODULE_ID, "arm_choice_confirmed"), float(res["lower_bound"] > 0.0), window=1)
 
     @torch.no_grad()
     def _build_phase2_cache(self) -> None:

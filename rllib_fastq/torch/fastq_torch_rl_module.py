@@ -114,9 +114,9 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         self.arm_values = EnsembleMLP(self.layout.flat_dim, cfg["arm_value_hiddens"], width,
                                       int(cfg["arm_value_ensemble"]))
         self.routing_model = mlp(self.layout.flat_dim, cfg["arm_value_hiddens"][:1], self.num_policies)
-        # Set by the learner's arm_choice_check; saved with the weights, so a restored or served
-        # module keeps the verdict.
-        self.register_buffer("arm_choice_deviates", torch.tensor(True))
+        # Set by the learner's arm_choice_check (True: the logs confirm that the relaxed choice
+        # beats the routing); saved with the weights, so a restored or served module keeps it.
+        self.register_buffer("arm_choice_confirmed", torch.tensor(False))
         if bounded:
             self.register_buffer("action_low", low_t.clone())
             self.register_buffer("action_high", high_t.clone())
@@ -260,15 +260,14 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         is_routed = torch.nn.functional.one_hot(routed, self.num_policies).bool()[..., None]
         return torch.where(is_routed, pi, a_hat), b
 
-    def value_guided_arms(self, obs: Any, allow_deviation: bool = False) -> torch.Tensor:
-        """The "safe" arm choice from the arm values [B] (also the fast-track exploration's arm);
-        the routed arm for every row while ``arm_choice_deviates`` is False (the learner's
-        ``arm_choice_check`` found no evidence that deviating beats the logged routing), unless
-        ``allow_deviation`` (the check itself evaluates the deviating choice)."""
+    def value_guided_arms(self, obs: Any, relaxed: bool = False) -> torch.Tensor:
+        """The "safe" arm choice from the arm values [B] (also the fast-track exploration's arm):
+        per-player pessimism ``arm_choice_pessimism`` until the learner's ``arm_choice_check``
+        confirms from the logs that the choice without it beats the logged routing
+        (``arm_choice_confirmed``), none after; ``relaxed``: none (what the check evaluates)."""
         values, propensity = self.arm_value_estimates(obs)
-        if not (allow_deviation or bool(self.arm_choice_deviates)):
-            return propensity.argmax(-1)
-        return safe_arm_choice(values, propensity, pessimism=self.arm_choice_pessimism,
+        pessimism = 0.0 if relaxed or bool(self.arm_choice_confirmed) else self.arm_choice_pessimism
+        return safe_arm_choice(values, propensity, pessimism=pessimism,
                                min_propensity=self.arm_choice_min_propensity)
 
     def arrival_observation(self, obs: Any) -> Any:
