@@ -216,7 +216,8 @@ def _fastq(ds: DatasetHandle, seed: int, budget: dict[str, Any], reference: bool
     extras = {"gradient_steps": int(getattr(learner, "num_gradient_steps", b["iterations"] * b["steps_per_iter"])),
               "pretrain_steps": getattr(learner, "pretrain_steps", config.pretrain_steps),
               "build_s": round(build_s, 2), "train_s": round(train_s, 2), "arm_choice": config.arm_choice,
-              "exploration_arm": config.exploration_arm}
+              "exploration_arm": config.exploration_arm,
+              "arm_choice_confirmed": bool(getattr(module, "arm_choice_confirmed", False))}
     return Trained(act, extras, close=algo.stop,
                    after_eval=lambda: {"chosen_arm_share": (counts / max(1, counts.sum())).round(4).tolist()})
 

@@ -14,9 +14,9 @@ its value is the mean logged return). ``q̂`` is the arm-value ensemble's out-of
 each member was fitted on a Poisson bootstrap of the players, so the members that drew a player
 zero times give an estimate not fitted to that player (cross-fitting for free). With the logged
 propensities the estimate stays unbiased if the values are wrong, or if the router saw what the
-logs do not (then only the IPW term carries the truth). If the one-sided lower confidence bound
-of the improvement is not above zero, the module serves the routed arm: the data cannot show
-that deviating helps.
+logs do not (then only the IPW term carries the truth). The choice evaluated is the one without
+per-player pessimism; only if the one-sided lower confidence bound of its improvement is above
+zero does the module drop the pessimism (``arm_choice_confirmed``).
 """
 
 from __future__ import annotations
