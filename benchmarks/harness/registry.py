@@ -197,8 +197,9 @@ def _fastq(ds: DatasetHandle, seed: int, budget: dict[str, Any], reference: bool
     t = time.perf_counter()
     algo = config.build_algo()
     build_s = time.perf_counter() - t
+    result: dict[str, Any] = {}
     for _ in range(b["iterations"]):
-        algo.train()
+        result = algo.train()
     train_s = time.perf_counter() - t - build_s
     module = algo.get_module()
     counts = np.zeros(ds.num_arms, np.int64)
@@ -218,6 +219,10 @@ def _fastq(ds: DatasetHandle, seed: int, budget: dict[str, Any], reference: bool
               "build_s": round(build_s, 2), "train_s": round(train_s, 2), "arm_choice": config.arm_choice,
               "exploration_arm": config.exploration_arm,
               "arm_choice_confirmed": bool(getattr(module, "arm_choice_confirmed", False))}
+    learned = result.get("learners", {}).get("default_policy", {})
+    for key in ("arm_choice_dr_improvement", "arm_choice_dr_lower_bound"):
+        if key in learned:
+            extras[key] = round(float(learned[key]), 3)
     return Trained(act, extras, close=algo.stop,
                    after_eval=lambda: {"chosen_arm_share": (counts / max(1, counts.sum())).round(4).tolist()})
 
