@@ -224,7 +224,7 @@ def test_arm_choice_check_drops_the_pessimism_only_where_the_logs_show_an_improv
         tr.reward_components[:, 0] = 0.3 * tr.reward_components[:, 0] + arm_reward * (tr.policy_id == 2)
         path = tmp_path / f"{name.replace(' ', '_')}.parquet"
         write_transitions(tr, path)
-        algo = _config(str(path), pretrain_steps=400).build_algo()
+        algo = _config(str(path), pretrain_steps=400, arm_choice_check_confidence=0.95).build_algo()
         learner = _learner(algo)
         stats = learner.update_from_memory(num_steps=300, timesteps={})[DEFAULT_MODULE_ID]
         module = learner.module[DEFAULT_MODULE_ID]
