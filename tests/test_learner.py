@@ -224,7 +224,8 @@ def test_arm_choice_check_drops_the_pessimism_only_where_the_logs_show_an_improv
         tr.reward_components[:, 0] = 0.3 * tr.reward_components[:, 0] + arm_reward * (tr.policy_id == 2)
         path = tmp_path / f"{name.replace(' ', '_')}.parquet"
         write_transitions(tr, path)
-        algo = _config(str(path), pretrain_steps=400, arm_choice_check_confidence=0.95).build_algo()
+        algo = _config(str(path), pretrain_steps=400, arm_choice_check=True,
+                       arm_choice_check_confidence=0.95).build_algo()
         learner = _learner(algo)
         stats = learner.update_from_memory(num_steps=300, timesteps={})[DEFAULT_MODULE_ID]
         module = learner.module[DEFAULT_MODULE_ID]
@@ -242,22 +243,23 @@ def test_arm_choice_check_drops_the_pessimism_only_where_the_logs_show_an_improv
     assert lower <= 0 and not confirmed and torch.equal(served, pessimistic)
 
 
-@pytest.mark.parametrize("reference", [False, True])
-def test_arm_values_keep_training_in_phase2_where_something_reads_them(ray_session, synthetic_path, reference):
-    """Defaults: phase 2 keeps fitting the arm values and ρ (on their own phase-1-style rows) and
-    refreshes the cached exploration arms; the reference (critic choice, uniform exploration) reads
-    neither, and they stay as phase 1 left them."""
-    config = _config(synthetic_path)
-    algo = (config.reference() if reference else config).build_algo()
+@pytest.mark.parametrize("variant", ["option", "default", "reference"])
+def test_arm_values_keep_training_in_phase2_where_something_reads_them(ray_session, synthetic_path, variant):
+    """arm_values_train_in_phase2: phase 2 keeps fitting the arm values and ρ (on their own
+    phase-1-style rows) and refreshes the cached exploration arms; by default (off) and in the
+    reference (critic choice, uniform exploration: nothing reads them) they stay as phase 1 left them."""
+    config = _config(synthetic_path, arm_values_train_in_phase2=variant != "default")
+    algo = (config.reference() if variant == "reference" else config).build_algo()
+    frozen = variant != "option"
     learner = _learner(algo)
     module = learner.module[DEFAULT_MODULE_ID]
     learner.update_from_memory(num_steps=PRETRAIN, timesteps={})
     assert learner.phase == 2
     values, routing = _params(module.arm_values), _params(module.routing_model)
     learner.update_from_memory(num_steps=3, timesteps={})
-    assert _changed(values, module.arm_values) is not reference
-    assert _changed(routing, module.routing_model) is not reference
-    if not reference:
+    assert _changed(values, module.arm_values) is not frozen
+    assert _changed(routing, module.routing_model) is not frozen
+    if not frozen:
         with torch.no_grad():
             fresh = module.value_guided_arms(learner.sampler.columns["obs"])
         assert torch.equal(learner.sampler._cache[EXPLORATION_ARM], fresh)
