@@ -26,6 +26,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "arm_value_hiddens": [128, 128],
     "arm_value_ensemble": 5,
     "arm_value_decomposition": False,
+    "critic_decomposition": "softmax",  # "bellman": per-component Q_j (FastQConfig.critic_decomposition)
     "arm_choice_pessimism": 1.0,  # until arm_choice_check confirms the relaxed choice: FastQConfig
     "arm_choice_min_propensity": 0.002,
     "arm_choice_at": "arrival",
@@ -34,4 +35,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
 #: Derived by FastQConfig from the reward settings (not fields of their own).
 DERIVED_MODEL_DEFAULTS: dict[str, Any] = {"num_decomposed": 0, "decomposed_names": [],
                                           # every reward component's weight and name ([] = none)
-                                          "reward_weights": [], "component_names": []}
+                                          "reward_weights": [], "component_names": [],
+                                          # indices of the decomposed components (None: the first
+                                          # num_decomposed, for configs from before the key)
+                                          "decomposed_indices": None}

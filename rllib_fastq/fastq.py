@@ -142,6 +142,14 @@ class FastQConfig(AlgorithmConfig):
         self.decomposition_weight = 0.25
         #: True: the decomposition only explains (Q detached in its loss); False (reference): it shapes Q.
         self.decomposition_detach_q = False
+        #: How the critic decomposes Q over the decomposed components (issue 36, item 1).
+        #: "softmax" (reference): a softmax head ``w`` with ``w_j · Q`` regressed on the one-step
+        #: ``r_j`` (L_dec above). "bellman": each twin has one value ``Q_j(s, a)`` per decomposed
+        #: component (plus one for the rest of the reward when `decomposed_components` leaves some
+        #: out), each trained on its own Bellman target ``r_j + γ (1 − done) Q'_j(s', π'(s'))``, and
+        #: ``Q = Σ_j w_j Q_j`` (w = `reward_weights`) by construction; `decomposition_weight` and
+        #: `decomposition_detach_q` are then unused. `.reference()` keeps "softmax".
+        self.critic_decomposition = MODEL_DEFAULTS["critic_decomposition"]
 
         # -- optimisation --
         #: Learning rate of the trunk and expert heads ("experts" optimizer).
@@ -281,6 +289,7 @@ class FastQConfig(AlgorithmConfig):
         td_weight: float | None = NotProvided,
         decomposition_weight: float | None = NotProvided,
         decomposition_detach_q: bool | None = NotProvided,
+        critic_decomposition: str | None = NotProvided,
         expert_lr: float | None = NotProvided,
         balancer_lr: float | None = NotProvided,
         critic_lr: float | None = NotProvided,
@@ -324,7 +333,8 @@ class FastQConfig(AlgorithmConfig):
         adversary's gradient reversal (λ = 0.1; our default 0: it degraded the arms' clones), and
         chooses the arm at every step (ours: on arrival, then the player stays on it)."""
         return self.training(arm_choice="critic", exploration_arm="uniform", serve_action="actor",
-                             lstm_dropout=0.1, grl_lambda=0.1, arm_choice_at="every_step")
+                             lstm_dropout=0.1, grl_lambda=0.1, arm_choice_at="every_step",
+                             critic_decomposition="softmax")
 
     # -- RLlib hooks ------------------------------------------------------------------------
 
@@ -343,6 +353,7 @@ class FastQConfig(AlgorithmConfig):
         return super()._model_config_auto_includes | {f: getattr(self, f) for f in _MODEL_FIELDS} | {
             "num_decomposed": len(self.decomposed_indices()),
             "decomposed_names": [self.component_names()[j] for j in self.decomposed_indices()],
+            "decomposed_indices": self.decomposed_indices(),
             "reward_weights": [float(w) for w in self.reward_weights or []],
             "component_names": self.component_names(),
         }
@@ -439,6 +450,10 @@ class FastQConfig(AlgorithmConfig):
         if not isinstance(self.arm_choice_check_confidence, (int, float)) or not \
                 0.5 <= self.arm_choice_check_confidence < 1.0:
             err(f"`arm_choice_check_confidence` must lie in [0.5, 1), got {self.arm_choice_check_confidence!r}.")
+        if self.critic_decomposition not in ("softmax", "bellman"):
+            err("`critic_decomposition` must be 'softmax' (reference: a softmax head regressed on the "
+                "one-step reward components) or 'bellman' (one Q_j per component on its own Bellman "
+                f"target), got {self.critic_decomposition!r}.")
         if not isinstance(self.arm_value_decomposition, (bool, np.bool_)):
             err(f"`arm_value_decomposition` must be True or False, got {self.arm_value_decomposition!r}.")
         if not 0.0 <= self.arm_value_gamma <= 1.0:

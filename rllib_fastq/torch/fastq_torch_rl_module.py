@@ -94,8 +94,18 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         self.expert_action_head = BatchedLinear(self.num_policies, head_in, self.action_dim)
         self.adversary = mlp(br_dim, cfg["adversary_hiddens"], self.num_policies)
         self.actor = Actor(br_dim, cfg["actor_hiddens"], self.action_dim, low_t, high_t)
+        # critic_decomposition="bellman": one Q_j per decomposed component, weight reward_weights[j],
+        # then one for the rest of the reward (weight 1) when some of it is not decomposed (or
+        # there are no components: then the rest is the reward, and Q = Q_rest).
+        self.critic_decomposition = cfg["critic_decomposition"]
+        all_weights = [float(w) for w in cfg["reward_weights"] or []]
+        indices = cfg["decomposed_indices"]
+        indices = list(range(int(cfg["num_decomposed"]))) if indices is None else [int(j) for j in indices]
+        self.critic_has_rest = sorted(indices) != list(range(len(all_weights))) or not all_weights
+        head_weights = [all_weights[j] for j in indices] + ([1.0] if self.critic_has_rest else [])
         self.critic = TwinCritic(br_dim + self.action_dim, cfg["critic_hiddens"],
-                                 int(cfg["num_decomposed"]))
+                                 int(cfg["num_decomposed"]), decomposition=self.critic_decomposition,
+                                 head_weights=head_weights)
         # Counterfactual arm values and the routing model (rllib_fastq.counterfactual): on the
         # normalised state itself, apart from the balanced representation, so the arm choice
         # does not depend on what balancing removes from b_k(s).
@@ -134,13 +144,16 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
 
     def forward_target(self, batch: dict[str, Any], noise: Any = None) -> dict[str, Any]:
         """Target-actor action (through ``noise`` when given) and target twin Q [B, 2] at
-        ``batch[BR_NEXT_OBS]`` ([B, br])."""
+        ``batch[BR_NEXT_OBS]`` ([B, br]); with ``critic_decomposition="bellman"`` also
+        ``q_components`` [B, 2, C]."""
         b = batch[BR_NEXT_OBS]
         a = self.target_actor(b)
         if noise is not None:
             a = noise(a)
-        q, _ = self.target_critic(torch.cat([b, a], -1), with_weights=False)
-        return {Columns.ACTIONS: a, "q": q}
+        bellman = self.critic_decomposition == "bellman"
+        q, qc = self.target_critic(torch.cat([b, a], -1), with_weights=bellman)
+        # "bellman": also the target twins' per-component values Q'_j [B, 2, C].
+        return {Columns.ACTIONS: a, "q": q, **({"q_components": qc} if bellman else {})}
 
     def get_non_inference_attributes(self) -> list[str]:
         # The critic stays: it picks the "best" arm and explains recommendations (docs/algorithm.md §5).
@@ -365,10 +378,14 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         return self._forward_inference(batch, **kwargs)
 
     def explain(self, obs: Any, policy_id: Any = None) -> dict[str, torch.Tensor]:
-        """Q and its decomposition ``w_j * Q`` per named reward component (docs/algorithm.md §5).
+        """Q and its decomposition per named reward component (docs/algorithm.md §5).
 
         Returns ``actions``, ``policy_id``, ``q`` [B] (twin 1), ``components``: a dict
-        name → [B], one per decomposed component plus ``"residual"`` (they sum to ``q``), and
+        name → [B], one per decomposed component plus ``"residual"`` (they sum to ``q``): with
+        ``critic_decomposition="softmax"`` (reference) ``w_j · Q`` of the softmax head; with
+        ``"bellman"`` ``w_j · Q_j``, ``w_j`` the component's reward weight and ``Q_j`` its own
+        value, and ``"residual"`` the value of the reward's undecomposed rest (kept, as zeros, when
+        every component is decomposed, so the keys do not depend on the option), and
         the arm choice's evidence: ``arm_values`` [B, K] (ensemble mean), ``arm_value_std``
         [B, K] and ``routing_probabilities`` [B, K]. With ``arm_value_decomposition``, also
         ``arm_value_components``: a dict component name → [B, K] (ensemble mean of ``V_{k,j}``),
@@ -384,15 +401,22 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
             raw, propensity = self.arm_values(x), torch.softmax(self.routing_model(x), -1)
             values = self._scalar_arm_values(raw)  # = arm_value_estimates(obs), from one pass
             parts = self._component_arm_values(raw).mean(1) if self.arm_value_decomposition else None
-        q1, w1 = q[:, 0], w[:, 0]
-        names = self.decomposed_names + ["residual"]
+        q1 = q[:, 0]
+        if self.critic_decomposition == "bellman":  # w = reward weights, Q_j the per-component values
+            hw, qc1 = self.critic.head_weights, w[:, 0]
+            d = len(self.decomposed_names)
+            components = {n: hw[j] * qc1[:, j] for j, n in enumerate(self.decomposed_names)}
+            components["residual"] = qc1[:, d] if self.critic_has_rest else torch.zeros_like(q1)
+        else:
+            w1 = w[:, 0]
+            components = {n: w1[:, j] * q1 for j, n in enumerate(self.decomposed_names + ["residual"])}
         extra = {} if parts is None else {
             "arm_value_components": {n: parts[..., j] for j, n in enumerate(self.arm_value_component_names)}}
         return {
             "actions": out[Columns.ACTIONS],
             "policy_id": out[schema.POLICY_ID],
             "q": q1,
-            "components": {n: w1[:, j] * q1 for j, n in enumerate(names)},
+            "components": components,
             "arm_values": values.mean(1),
             "arm_value_std": values.std(1, unbiased=False),
             "routing_probabilities": propensity,

@@ -77,6 +77,50 @@ def decomposition_loss(q: torch.Tensor, w: torch.Tensor, components: torch.Tenso
     return per_component.sum(), per_component
 
 
+def component_rewards(rewards: torch.Tensor, components: torch.Tensor | None,
+                      weights: torch.Tensor, has_rest: bool) -> torch.Tensor:
+    """The rewards of the "bellman" critic's heads [B, C]: the decomposed components ``r_j`` [B, D],
+    then, with ``has_rest``, the rest of the scalar reward ``r − Σ_j w_j r_j`` (weight 1; the whole
+    reward when nothing is decomposed). ``weights`` [D]: the decomposed components' weights."""
+    parts = []
+    if components is not None and components.shape[-1] > 0:
+        parts.append(components)
+        if has_rest:
+            parts.append((rewards - components @ weights)[:, None])
+    elif has_rest:
+        parts.append(rewards[:, None])
+    return torch.cat(parts, -1)
+
+
+def component_td_target(rewards: torch.Tensor, terminateds: torch.Tensor, q_next: torch.Tensor,
+                        q_next_components: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per-component Bellman targets of the "bellman" critic, ``[B, C]``:
+
+        y_j = r_j + γ (1 − terminated) · Q'_{i*, j}(s'_b, clip(π'(s'_b) + ε)),   i* = argmin_i Σ_j w_j Q'_ij
+
+    ``rewards`` [B, C] (``component_rewards``), ``q_next`` [B, 2] the target twins' scalar values
+    ``Σ_j w_j Q'_ij``, ``q_next_components`` [B, 2, C]. One twin for all components, the one whose
+    weighted sum is the smaller: then ``Σ_j w_j y_j`` is exactly TD3's clipped double-Q target
+    ``r + γ (1 − terminated) min(Q1', Q2')`` (``td_target``), so the scalar Q keeps TD3's
+    pessimism. A min per component would not: with weights of both signs (a cost) it mixes the
+    twins, and the sum of the per-component minima is neither twin's value nor their minimum.
+    """
+    twin = q_next.argmin(-1)
+    nxt = q_next_components[torch.arange(q_next.shape[0], device=q_next.device), twin]  # [B, C]
+    return rewards + gamma * (1.0 - terminateds)[:, None] * nxt
+
+
+def component_td_loss(q_components: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each head's TD loss on its own target, summed over twins and heads:
+
+        L_TD,C = Σ_j [ MSE(Q1_j(s_b, a), y_j) + MSE(Q2_j(s_b, a), y_j) ]
+
+    ``q_components`` [B, 2, C], ``y`` [B, C] (no gradient). Returns the total and the per-head terms [C].
+    """
+    per_head = (q_components - y.detach()[:, None, :]).pow(2).mean(0).sum(0)
+    return per_head.sum(), per_head
+
+
 def actor_loss(q_pi: torch.Tensor, pi: torch.Tensor, target: torch.Tensor,
                alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
     """TD3+BC's actor loss towards the logged or the counterfactual action.

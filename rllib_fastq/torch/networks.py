@@ -178,23 +178,50 @@ class BalancingRepresentation(nn.Module):
 class TwinCritic(nn.Module):
     """Twin Q networks on ``concat(b, a)``, fused into one batched MLP.
 
-    Each twin has a scalar head ``Q`` and a decomposition head ``w = softmax(Linear(z))`` with
-    ``num_decomposed + 1`` slots (the last one is the residual), both on the last hidden ``z``.
+    ``decomposition="softmax"`` (the reference): each twin has a scalar head ``Q`` and a
+    decomposition head ``w = softmax(Linear(z))`` with ``num_decomposed + 1`` slots (the last one
+    is the residual), both on the last hidden ``z``.
+
+    ``decomposition="bellman"``: each twin has one value head per entry of ``head_weights`` (the
+    decomposed reward components' weights, then 1.0 for the rest of the reward when some of it is
+    not decomposed), ``Q_j(s, a)``, each trained on its own reward (docs/algorithm.md §4), and
+    ``Q = Σ_j head_weights[j] · Q_j`` by construction: whatever reads ``Q`` reads the same sum.
     """
 
-    def __init__(self, in_dim: int, hiddens: Sequence[int], num_decomposed: int):
+    def __init__(self, in_dim: int, hiddens: Sequence[int], num_decomposed: int,
+                 decomposition: str = "softmax", head_weights: Sequence[float] | None = None):
         super().__init__()
+        if decomposition not in ("softmax", "bellman"):
+            raise ValueError(f"decomposition: expected 'softmax' or 'bellman', got {decomposition!r}.")
+        self.decomposition = decomposition
         dims = [in_dim, *hiddens]
         self.layers = nn.ModuleList(BatchedLinear(2, a, b) for a, b in zip(dims, dims[1:]))
-        self.q_head = BatchedLinear(2, dims[-1], 1)
-        self.w_head = BatchedLinear(2, dims[-1], num_decomposed + 1)
+        if decomposition == "softmax":
+            self.q_head = BatchedLinear(2, dims[-1], 1)
+            self.w_head = BatchedLinear(2, dims[-1], num_decomposed + 1)
+        else:
+            weights = list(head_weights or [])
+            if not weights:
+                raise ValueError("head_weights: the 'bellman' critic needs one weight per value head.")
+            self.component_head = BatchedLinear(2, dims[-1], len(weights))
+            # Not persistent: from the config (reward_weights), like the arm values' weights.
+            self.register_buffer("head_weights", torch.tensor(weights, dtype=torch.float32), persistent=False)
+
+    def _combine(self, qc: torch.Tensor) -> torch.Tensor:
+        """``Σ_j head_weights[j] · qc[..., j]``: the scalar Q of the per-component values (one
+        expression everywhere, so the sum is the critic's Q bit for bit)."""
+        return (qc * self.head_weights).sum(-1)
 
     def forward(self, x: torch.Tensor, *, detach_params: bool = False,
                 with_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``x [B, in]`` → ``q [B, 2]`` and ``w [B, 2, D + 1]`` (None unless ``with_weights``)."""
+        """``x [B, in]`` → ``q [B, 2]`` and (None unless ``with_weights``) the decomposition:
+        "softmax": the weights ``w [B, 2, D + 1]``; "bellman": the values ``Q_j [B, 2, C]``."""
         z = x
         for layer in self.layers:
             z = F.relu(layer(z, detach_params))
+        if self.decomposition == "bellman":
+            qc = self.component_head(z, detach_params)
+            return self._combine(qc), (qc if with_weights else None)
         q = self.q_head(z, detach_params).squeeze(-1)
         w = torch.softmax(self.w_head(z, detach_params), dim=-1) if with_weights else None
         return q, w
@@ -205,6 +232,8 @@ class TwinCritic(nn.Module):
         z = x
         for layer in self.layers:
             z = F.relu(layer.forward_group(z, 0, detach_params))
+        if self.decomposition == "bellman":
+            return self._combine(self.component_head.forward_group(z, 0, detach_params))
         return self.q_head.forward_group(z, 0, detach_params).squeeze(-1)
 
 
