@@ -26,7 +26,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "arm_value_hiddens": [128, 128],
     "arm_value_ensemble": 5,
     "arm_value_decomposition": False,
-    "critic_decomposition": "softmax",  # "bellman": per-component Q_j (FastQConfig.critic_decomposition)
+    "critic_decomposition": "bellman",  # reference "softmax" (FastQConfig.critic_decomposition)
     "arm_choice_pessimism": 1.0,  # until arm_choice_check confirms the relaxed choice: FastQConfig
     "arm_choice_min_propensity": 0.002,
     "arm_choice_at": "arrival",

@@ -119,7 +119,7 @@ def test_config_validation_names_the_field(synthetic_path):
               .training(num_policies=3, reward_weights=WEIGHTS, critic_decomposition="td"))
     with pytest.raises(ValueError, match="`critic_decomposition` must be 'softmax'.*got 'td'"):
         config.validate()
-    assert FastQConfig().critic_decomposition == "softmax"
+    assert FastQConfig().critic_decomposition == "bellman"
     assert FastQConfig().training(critic_decomposition="bellman").reference().critic_decomposition == "softmax"
 
 
