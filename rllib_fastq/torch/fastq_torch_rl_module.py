@@ -1,4 +1,9 @@
-"""FAST-Q's RLModule: the networks of docs/algorithm.md §3 and the inference/explanation paths of §5."""
+"""FAST-Q's RLModule: the networks of docs/algorithm.md §3 and the inference/explanation paths of §5.
+
+Why this module is long: the arm choice (values, routing model, arrival observation, the check's
+verdict) and the explanation read the same networks as inference; RLlib serves, restores and
+syncs one RLModule, so they stay in one class rather than behind a second object.
+"""
 
 from __future__ import annotations
 
