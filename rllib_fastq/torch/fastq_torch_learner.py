@@ -167,7 +167,7 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             propensity = cols[schema.POLICY_PROPENSITY][first].double().cpu().numpy()
         else:  # the routing model's probability of the logged arm
             propensity = routing[torch.arange(arm.shape[0], device=arm.device), arm].double().cpu().numpy()
-        choice = module.value_guided_arms(obs, relaxed=True)
+        choice = module.arm_choice_from_values(values, routing, relaxed=True)  # one pass of the values
         q_hat = policy_check.out_of_bag_values(values.cpu().numpy(), cols[BOOTSTRAP_WEIGHTS][first].cpu().numpy())
         res = policy_check.improvement_over_logged(q_hat, arm.cpu().numpy(), cols[RETURNS_TO_GO][first].cpu().numpy(),
                                                    np.clip(propensity, 1e-3, 1.0), choice.cpu().numpy(),

@@ -283,7 +283,12 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         per-player pessimism ``arm_choice_pessimism`` until the learner's ``arm_choice_check``
         confirms from the logs that the choice without it beats the logged routing
         (``arm_choice_confirmed``), none after; ``relaxed``: none (what the check evaluates)."""
-        values, propensity = self.arm_value_estimates(obs)
+        return self.arm_choice_from_values(*self.arm_value_estimates(obs), relaxed=relaxed)
+
+    def arm_choice_from_values(self, values: torch.Tensor, propensity: torch.Tensor,
+                               relaxed: bool = False) -> torch.Tensor:
+        """:meth:`value_guided_arms` from :meth:`arm_value_estimates`' output, for callers that
+        already have it (the learner's check reads the values too)."""
         pessimism = 0.0 if relaxed or bool(self.arm_choice_confirmed) else self.arm_choice_pessimism
         return safe_arm_choice(values, propensity, pessimism=pessimism,
                                min_propensity=self.arm_choice_min_propensity)
