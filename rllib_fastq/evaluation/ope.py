@@ -58,6 +58,7 @@ import numpy as np
 import torch
 
 from rllib_fastq.data.transitions import Transitions
+from rllib_fastq.torch.networks import EnsembleMLP
 
 # -- episodes -----------------------------------------------------------------------------------
 
@@ -339,12 +340,13 @@ def fqe(obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, new_obs: np.n
         w = np.ones((1, len(s)))
     cdf = torch.as_tensor(np.cumsum(w / w.sum(1, keepdims=True), 1))
     cdf[:, -1] = 1.0
-    net = _EnsembleMLP(s.shape[1] + a.shape[1], hidden, m, e)
+    net = EnsembleMLP(s.shape[1] + a.shape[1], [hidden, hidden], m, e)
     target_net = copy.deepcopy(net)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
 
     def q(model: torch.nn.Module, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:  # [E, B, ·] → [E, B, M]
-        return model(torch.cat([(x - mu) / sd, u], -1))
+        # EnsembleMLP reads a per-member input as [B, E, ·]
+        return model(torch.cat([(x - mu) / sd, u], -1).transpose(0, 1)).transpose(0, 1)
 
     losses = []
     for _ in range(steps):
@@ -373,25 +375,6 @@ def fqe(obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, new_obs: np.n
             "gamma": float(gamma), "discounted": bool(gamma < 1.0), "steps": int(steps),
             "time_feature": time_feature, "final_td_loss": float(np.mean(losses[-100:])),
             "action_shift": float(shift)}
-
-
-class _EnsembleMLP(torch.nn.Module):
-    """``E`` independent 2-hidden-layer ReLU MLPs evaluated at once (``[E, B, d] → [E, B, m]``),
-    each layer initialised as ``torch.nn.Linear``."""
-
-    def __init__(self, d: int, hidden: int, m: int, e: int):
-        super().__init__()
-        self.weights, self.biases = torch.nn.ParameterList(), torch.nn.ParameterList()
-        for fan_in, fan_out in ((d, hidden), (hidden, hidden), (hidden, m)):
-            bound = 1.0 / fan_in ** 0.5
-            self.weights.append(torch.nn.Parameter(torch.empty(e, fan_in, fan_out).uniform_(-bound, bound)))
-            self.biases.append(torch.nn.Parameter(torch.empty(e, 1, fan_out).uniform_(-bound, bound)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for j, (w, b) in enumerate(zip(self.weights, self.biases)):
-            x = torch.baddbmm(b, x, w)
-            x = x.relu() if j < len(self.weights) - 1 else x
-        return x
 
 
 def _ensemble_bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, alpha: float = 0.05,
