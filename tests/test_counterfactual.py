@@ -194,22 +194,40 @@ def test_out_of_bag_values_average_the_members_that_did_not_draw_the_player():
 
 
 def test_dr_improvement_over_the_logged_routing_by_hand():
-    from rllib_fastq.counterfactual.policy_check import improvement_over_logged
+    from rllib_fastq.counterfactual.policy_check import improvement
 
     # Two players per arm, router 50/50; the choice serves arm 1 to everyone. With the value
     # model q̂ = 0 the DR term is the IPW term: 1[p = 1] / 0.5 · G.
     arm, returns = np.array([0, 0, 1, 1]), np.array([1.0, 3.0, 5.0, 7.0])
-    res = improvement_over_logged(np.zeros((4, 2)), arm, returns, np.full(4, 0.5), np.ones(4, int))
+    res = improvement(np.zeros((4, 2)), arm, returns, np.full(4, 0.5), np.ones(4, int))
     dr = np.array([0.0, 0.0, 10.0, 14.0])
-    assert res["choice_value"] == pytest.approx(6.0) and res["logged"] == pytest.approx(4.0)
+    assert res["choice_value"] == pytest.approx(6.0) and res["baseline_value"] == pytest.approx(4.0)
     assert res["improvement"] == pytest.approx(2.0)
     delta = dr - returns
     assert res["lower_bound"] == pytest.approx(2.0 - 1.6448536 * delta.std(ddof=1) / 2.0, rel=1e-5)
-    assert res["matched_episodes"] == 2
+    assert res["matched_episodes"] == 2 and res["players_changed"] == 2
     # A value model that is right everywhere: DR = q̂(s, chosen arm) exactly, whatever the weights.
     q = np.array([[2.0, 6.0]] * 4)
-    exact = improvement_over_logged(q, arm, np.array([2.0, 2.0, 6.0, 6.0]), np.full(4, 0.5), np.ones(4, int))
+    exact = improvement(q, arm, np.array([2.0, 2.0, 6.0, 6.0]), np.full(4, 0.5), np.ones(4, int))
     assert exact["choice_value"] == pytest.approx(6.0) and exact["improvement"] == pytest.approx(2.0)
+
+
+def test_paired_dr_improvement_over_another_choice_by_hand():
+    from rllib_fastq.counterfactual.policy_check import improvement
+
+    # q̂ = 0, router 50/50: DR_i(c) = 1[p_i = c_i] · 2 G_i. The two choices differ on players 2
+    # and 3 only; the paired terms are 0 on players 0 and 1, whatever their returns.
+    arm, returns = np.array([0, 1, 0, 1]), np.array([100.0, -50.0, 3.0, 5.0])
+    choice, baseline = np.array([0, 1, 1, 1]), np.array([0, 1, 0, 0])
+    res = improvement(np.zeros((4, 2)), arm, returns, np.full(4, 0.5), choice, baseline, confidence=0.9)
+    delta = np.array([0.0, 0.0, 0.0 - 6.0, 10.0 - 0.0])
+    assert res["improvement"] == pytest.approx(delta.mean())
+    assert res["lower_bound"] == pytest.approx(delta.mean() - 1.2815516 * delta.std(ddof=1) / 2.0, rel=1e-5)
+    assert res["players_changed"] == 2
+    assert res["baseline_value"] == pytest.approx(np.mean([200.0, -100.0, 6.0, 0.0]))
+    # The same choice on both sides: no difference and no uncertainty, so never a positive bound.
+    same = improvement(np.zeros((4, 2)), arm, returns, np.full(4, 0.5), choice, choice)
+    assert same["improvement"] == 0.0 and same["lower_bound"] == 0.0 and same["players_changed"] == 0
 
 
 def test_the_pessimism_holds_until_the_check_confirms_and_the_verdict_is_saved():

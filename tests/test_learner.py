@@ -215,16 +215,16 @@ def test_arm_values_learn_each_arms_returns_and_routing_model_its_propensities(r
 
 def test_arm_choice_check_drops_the_pessimism_only_where_the_logs_show_an_improvement(ray_session, tmp_path):
     """arm_choice_check: on logs where arm 2 earns 1 more per step, the doubly-robust lower bound of
-    the relaxed choice's improvement over the routing is positive and the module drops its
-    per-player pessimism; on logs whose rewards do not depend on the arm, it is not, and the
-    choice keeps β = 1."""
+    the relaxed choice's improvement over the pessimistic one (β = 5: it keeps most players on
+    their routed arm) is positive and the module drops its per-player pessimism; on logs whose
+    rewards do not depend on the arm, it is not, and the choice keeps β."""
     verdicts = {}
     for name, arm_reward in (("arm matters", 1.0), ("arm irrelevant", 0.0)):
         tr = make_synthetic(seed=1)
         tr.reward_components[:, 0] = 0.3 * tr.reward_components[:, 0] + arm_reward * (tr.policy_id == 2)
         path = tmp_path / f"{name.replace(' ', '_')}.parquet"
         write_transitions(tr, path)
-        algo = _config(str(path), pretrain_steps=400, arm_choice_check=True,
+        algo = _config(str(path), pretrain_steps=400, arm_choice_check=True, arm_choice_pessimism=5.0,
                        arm_choice_check_confidence=0.95).build_algo()
         learner = _learner(algo)
         stats = learner.update_from_memory(num_steps=300, timesteps={})[DEFAULT_MODULE_ID]
@@ -232,13 +232,14 @@ def test_arm_choice_check_drops_the_pessimism_only_where_the_logs_show_an_improv
         with torch.no_grad():
             served = module.value_guided_arms(learner.sampler.columns["obs"])
             values, rho = module.arm_value_estimates(learner.sampler.columns["obs"])
-            pessimistic = safe_arm_choice(values, rho, pessimism=1.0, min_propensity=0.002)
+            pessimistic = safe_arm_choice(values, rho, pessimism=5.0, min_propensity=0.002)
         bound = stats["arm_choice_dr_lower_bound"]
         bound = bound.peek() if hasattr(bound, "peek") else bound
         verdicts[name] = (float(bound), bool(module.arm_choice_confirmed), served, pessimistic)
         algo.stop()
-    lower, confirmed, served, _ = verdicts["arm matters"]
+    lower, confirmed, served, pessimistic = verdicts["arm matters"]
     assert lower > 0 and confirmed and (served == 2).float().mean() > 0.9
+    assert (pessimistic != 2).float().mean() > 0.3  # the comparison was not between two equal choices
     lower, confirmed, served, pessimistic = verdicts["arm irrelevant"]
     assert lower <= 0 and not confirmed and torch.equal(served, pessimistic)
 

@@ -151,9 +151,9 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
     @torch.no_grad()
     def _check_arm_choice(self) -> None:
         """``arm_choice_check`` (rllib_fastq.counterfactual.policy_check): may the module drop its
-        per-player pessimism? The doubly-robust improvement of the relaxed choice over the logged
-        routing, on the logged players' arrival states, must have a lower confidence bound above
-        zero. Runs when the arm values have changed."""
+        per-player pessimism? The doubly-robust improvement of the relaxed choice (β = 0) over the
+        pessimistic one (β = ``arm_choice_pessimism``), paired per logged player on their arrival
+        states, must have a lower confidence bound above zero. Runs when the arm values have changed."""
         self._arm_choice_check_pending = False
         cfg, module = self.config, self.module[DEFAULT_MODULE_ID].unwrapped()
         if not cfg.arm_choice_check or cfg.arm_choice != "safe" or cfg.num_policies < 2:
@@ -167,13 +167,14 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             propensity = cols[schema.POLICY_PROPENSITY][first].double().cpu().numpy()
         else:  # the routing model's probability of the logged arm
             propensity = routing[torch.arange(arm.shape[0], device=arm.device), arm].double().cpu().numpy()
-        choice = module.arm_choice_from_values(values, routing, relaxed=True)  # one pass of the values
+        relaxed, pessimistic = (module.arm_choice_from_values(values, routing, pessimism=beta).cpu().numpy()
+                                for beta in (0.0, cfg.arm_choice_pessimism))
         q_hat = policy_check.out_of_bag_values(values.cpu().numpy(), cols[BOOTSTRAP_WEIGHTS][first].cpu().numpy())
-        res = policy_check.improvement_over_logged(q_hat, arm.cpu().numpy(), cols[RETURNS_TO_GO][first].cpu().numpy(),
-                                                   np.clip(propensity, 1e-3, 1.0), choice.cpu().numpy(),
-                                                   confidence=cfg.arm_choice_check_confidence)
+        res = policy_check.improvement(q_hat, arm.cpu().numpy(), cols[RETURNS_TO_GO][first].cpu().numpy(),
+                                       np.clip(propensity, 1e-3, 1.0), relaxed, pessimistic,
+                                       confidence=cfg.arm_choice_check_confidence)
         module.arm_choice_confirmed.fill_(res["lower_bound"] > 0.0)
-        for key in ("improvement", "lower_bound"):
+        for key in ("improvement", "lower_bound", "players_changed"):
             self.metrics.log_value((DEFAULT_MODULE_ID, f"arm_choice_dr_{key}"), res[key], window=1)
         self.metrics.log_value((DEFAULT_MODULE_ID, "arm_choice_confirmed"), float(res["lower_bound"] > 0.0), window=1)
 

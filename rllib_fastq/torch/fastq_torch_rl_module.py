@@ -281,15 +281,17 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
     def value_guided_arms(self, obs: Any, relaxed: bool = False) -> torch.Tensor:
         """The "safe" arm choice from the arm values [B] (also the fast-track exploration's arm):
         per-player pessimism ``arm_choice_pessimism`` until the learner's ``arm_choice_check``
-        confirms from the logs that the choice without it beats the logged routing
+        confirms from the logs that the choice without it beats the pessimistic one
         (``arm_choice_confirmed``), none after; ``relaxed``: none (what the check evaluates)."""
         return self.arm_choice_from_values(*self.arm_value_estimates(obs), relaxed=relaxed)
 
-    def arm_choice_from_values(self, values: torch.Tensor, propensity: torch.Tensor,
-                               relaxed: bool = False) -> torch.Tensor:
+    def arm_choice_from_values(self, values: torch.Tensor, propensity: torch.Tensor, relaxed: bool = False,
+                               pessimism: float | None = None) -> torch.Tensor:
         """:meth:`value_guided_arms` from :meth:`arm_value_estimates`' output, for callers that
-        already have it (the learner's check reads the values too)."""
-        pessimism = 0.0 if relaxed or bool(self.arm_choice_confirmed) else self.arm_choice_pessimism
+        already have it (the learner's check reads the values too); ``pessimism``: this β instead
+        of the module's (the check compares β = 0 with ``arm_choice_pessimism``)."""
+        if pessimism is None:
+            pessimism = 0.0 if relaxed or bool(self.arm_choice_confirmed) else self.arm_choice_pessimism
         return safe_arm_choice(values, propensity, pessimism=pessimism,
                                min_propensity=self.arm_choice_min_propensity)
 
