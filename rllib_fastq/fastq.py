@@ -34,6 +34,7 @@ from ray.rllib.utils.typing import ResultDict
 
 from rllib_fastq import _rllib_compat as compat
 from rllib_fastq.counterfactual import ARM_CHOICE_TIMES, ARM_CHOICES, SERVE_ACTIONS
+from rllib_fastq.counterfactual.ridge_values import ARM_VALUE_MODELS
 from rllib_fastq.data import schema
 from rllib_fastq.data.columnar import configure_streaming
 from rllib_fastq.data_setup import InMemoryOfflineData, infer_spaces, prepare_offline_data
@@ -226,6 +227,11 @@ class FastQConfig(AlgorithmConfig):
         #: `explain()` decomposes the value of what is served (`arm_value_components`). Without
         #: `reward_weights`, one component: the reward (the same values as False).
         self.arm_value_decomposition = MODEL_DEFAULTS["arm_value_decomposition"]
+        #: Which model the arm values come from: "network" (the ensemble MLP), "ridge" (per-arm
+        #: ridge regressions of the episode return on the arrival observation, an ensemble on the
+        #: same bootstrap) or "auto" (the one with the smaller importance-weighted out-of-bag
+        #: error, refitted whenever the arm values train). rllib_fastq.counterfactual.ridge_values.
+        self.arm_value_model = "auto"
         #: Discount of the Monte-Carlo returns the arm values regress on (1: the whole stay).
         self.arm_value_gamma = 1.0
         #: Learning rate of the arm values and the routing model ("arm_values" optimizer).
@@ -316,6 +322,7 @@ class FastQConfig(AlgorithmConfig):
         arm_value_gamma: float | None = NotProvided,
         arm_value_lr: float | None = NotProvided,
         arm_values_train_in_phase2: bool | None = NotProvided,
+        arm_value_model: str | None = NotProvided,
         exploration_arm: str | None = NotProvided,
         serve_action: str | None = NotProvided,
         **kwargs: Any,
@@ -446,6 +453,12 @@ class FastQConfig(AlgorithmConfig):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 err(f"`{name}` must be a number >= 0, got {v!r}.")
+        if self.arm_value_model not in ARM_VALUE_MODELS:
+            err(f"`arm_value_model` must be one of {ARM_VALUE_MODELS}, got {self.arm_value_model!r}.")
+        if self.arm_value_model == "ridge" and self.arm_choice_at != "arrival":
+            err("`arm_value_model='ridge'` regresses each player's whole-stay return on their arrival "
+                "observation, so it needs `arm_choice_at='arrival'`; use 'network' or 'auto' (which "
+                f"keeps the network) with arm_choice_at={self.arm_choice_at!r}.")
         if not isinstance(self.arm_values_train_in_phase2, (bool, np.bool_)):
             err(f"`arm_values_train_in_phase2` must be True or False, got {self.arm_values_train_in_phase2!r}.")
         if not isinstance(self.arm_choice_check, (bool, np.bool_)):

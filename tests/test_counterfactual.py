@@ -247,3 +247,63 @@ def test_the_pessimism_holds_until_the_check_confirms_and_the_verdict_is_saved()
     restored = _history_module("arrival")
     restored.load_state_dict(module.state_dict())
     assert bool(restored.arm_choice_confirmed)
+
+
+def test_ridge_arm_values_recover_each_arms_linear_return_and_ignore_constant_columns():
+    from rllib_fastq.counterfactual import ridge_values
+
+    gen = torch.Generator().manual_seed(0)
+    n = 600
+    x = torch.randn(n, 4, generator=gen)
+    x[:, 2] = 3.0  # constant over the players (an empty history at arrival): no coefficient
+    arm = torch.arange(n) % 3
+    slopes = torch.tensor([[1.0, 0.0, 0.0, 2.0], [-1.0, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, -3.0]])
+    y = torch.stack([(x[:, :] * slopes[k]).sum(1) + k for k in range(3)], 1)[torch.arange(n), arm]
+    y2 = torch.stack([y, 10 * y], 1)  # two components: arm-major output, [K·C] = k·C + j
+    boot = torch.ones(n, 2)
+    mean, inv_scale, coef = ridge_values.fit_ridge(x, arm, y2, boot, 3, penalty=1e-6)
+    assert inv_scale[2] == 0.0 and torch.all(coef[:, 2] == 0.0)
+    new = torch.randn(5, 4, generator=gen)
+    new[:, 2] = -7.0  # a different value in the constant column changes nothing
+    pred = ridge_values.ridge_values(new, mean, inv_scale, coef)  # [5, E=2, K·C=6]
+    truth = torch.stack([(new * slopes[k]).sum(1) - slopes[k, 2] * new[:, 2] + k for k in range(3)], 1)
+    for e in range(2):
+        torch.testing.assert_close(pred[:, e, 0::2], truth, atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(pred[:, e, 1::2], 10 * truth, atol=1e-2, rtol=1e-4)
+    # A member whose bootstrap drew no player of arm 1 predicts the mean return for it.
+    boot[arm == 1, 1] = 0.0
+    _, _, coef = ridge_values.fit_ridge(x, arm, y[:, None], boot, 3, penalty=1.0)
+    assert torch.all(coef[1, :-1, 1] == 0.0) and coef[1, -1, 1] == pytest.approx(y.mean().item(), rel=1e-5)
+
+
+def test_importance_weighted_error_by_hand():
+    from rllib_fastq.counterfactual.ridge_values import importance_weighted_error
+
+    # Arm 0: players with errors 1 and 3, propensities 0.5 and 0.1 (weights 2 and 10);
+    # arm 1: one player, error 2. err = (2·1 + 10·9) / 12 + 4.
+    q = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
+    err = importance_weighted_error(q, np.array([0, 0, 1]), np.zeros(3), np.array([0.5, 0.1, 0.9]))
+    assert err == pytest.approx(92.0 / 12.0 + 4.0)
+    # The same errors with equal propensities: the plain per-arm mean.
+    assert importance_weighted_error(q, np.array([0, 0, 1]), np.zeros(3), np.full(3, 0.5)) == pytest.approx(5 + 4)
+
+
+def test_the_module_reads_the_ridge_arm_values_when_the_learner_chose_them_and_saves_the_choice():
+    from rllib_fastq.counterfactual import ridge_values
+
+    module = _history_module("arrival")
+    obs = {"temporal": torch.zeros(6, 4, 2), "static": torch.randn(6, 3)}
+    with torch.no_grad():
+        network, _ = module.arm_value_estimates(obs)
+        module.ridge_coef.normal_()
+        module.ridge_inv_scale.fill_(1.0)
+        x = module.normalize(obs)
+        expected = ridge_values.ridge_values(x, module.ridge_mean, module.ridge_inv_scale, module.ridge_coef)
+        torch.testing.assert_close(module.arm_value_estimates(obs)[0], network)  # source: the network
+        module.arm_value_source.fill_(ridge_values.RIDGE)
+        torch.testing.assert_close(module.arm_value_estimates(obs)[0], expected)
+        torch.testing.assert_close(module.explain(obs)["arm_values"], expected.mean(1))  # the evidence shown
+    restored = _history_module("arrival")
+    restored.load_state_dict(module.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(restored.arm_value_estimates(obs)[0], expected)

@@ -193,7 +193,7 @@ def test_arm_values_learn_each_arms_returns_and_routing_model_its_propensities(r
     tr.reward_components[:, 0] = tr.obs[:, 0] + tr.policy_id
     path = tmp_path / "learnable.parquet"
     write_transitions(tr, path)
-    algo = _config(str(path), pretrain_steps=400).build_algo()
+    algo = _config(str(path), pretrain_steps=400, arm_value_model="network").build_algo()  # the network's fit
     learner = _learner(algo)
     module = learner.module[DEFAULT_MODULE_ID]
     cols = learner.sampler.columns
@@ -225,7 +225,7 @@ def test_arm_choice_check_drops_the_pessimism_only_where_the_logs_show_an_improv
         path = tmp_path / f"{name.replace(' ', '_')}.parquet"
         write_transitions(tr, path)
         algo = _config(str(path), pretrain_steps=400, arm_choice_check=True, arm_choice_pessimism=5.0,
-                       arm_choice_check_confidence=0.95).build_algo()
+                       arm_choice_check_confidence=0.95, arm_value_model="network").build_algo()
         learner = _learner(algo)
         stats = learner.update_from_memory(num_steps=300, timesteps={})[DEFAULT_MODULE_ID]
         module = learner.module[DEFAULT_MODULE_ID]
@@ -270,4 +270,49 @@ def test_arm_values_keep_training_in_phase2_where_something_reads_them(ray_sessi
         learner._check_arm_choice = lambda: calls.append(1) or check()
         learner.update_from_memory(num_steps=5, timesteps={})
         assert len(calls) == 1
+    algo.stop()
+
+
+@pytest.mark.parametrize("model", ["auto", "network"])
+def test_arm_value_model_auto_keeps_the_model_with_the_smaller_importance_weighted_error(ray_session, tmp_path,
+                                                                                         model):
+    """arm_value_model="auto": the learner fits the ridge arm values on the players' arrival states
+    and keeps the model with the smaller importance-weighted out-of-bag error. On logs whose return
+    is linear in the arrival state (a slope of opposite sign per arm), after 20 steps of the
+    network, that is the ridge, and the module's arm values are its predictions; "network" fits
+    no ridge and keeps the network."""
+    from rllib_fastq.counterfactual import ridge_values
+
+    tr = make_synthetic(n=1200, arm_shares=(1, 1, 1), seed=2)
+    first = tr.t == 0
+    tr.reward_components[:] = 0.0
+    tr.reward_components[first, 0] = 3.0 * tr.obs[first, 0] * (1.0 - 2.0 * (tr.policy_id[first] == 1)) \
+        + tr.policy_id[first]
+    tr.rewards[:] = tr.reward_components[:, 0]
+    path = tmp_path / "linear.parquet"
+    write_transitions(tr, path)
+    algo = _config(str(path), pretrain_steps=400, arm_value_model=model).build_algo()
+    learner = _learner(algo)
+    stats = learner.update_from_memory(num_steps=20, timesteps={})[DEFAULT_MODULE_ID]
+    module = learner.module[DEFAULT_MODULE_ID]
+
+    def peek(key: str) -> float:
+        v = stats[key]
+        return float(v.peek() if hasattr(v, "peek") else v)
+
+    if model == "network":
+        assert "arm_value_iw_error_ridge" not in stats and int(module.arm_value_source) == ridge_values.NETWORK
+        algo.stop()
+        return
+    assert peek("arm_value_iw_error_ridge") < peek("arm_value_iw_error_network")
+    assert int(module.arm_value_source) == ridge_values.RIDGE and peek("arm_value_source_ridge") == 1.0
+    obs = learner.sampler.columns["obs"][:50]
+    with torch.no_grad():
+        values, _ = module.arm_value_estimates(obs)
+        expected = ridge_values.ridge_values(module.normalize(obs), module.ridge_mean, module.ridge_inv_scale,
+                                             module.ridge_coef)
+    torch.testing.assert_close(values, expected)
+    # The ridge ranks the arms as the logs' slopes do: arm 1 where the first feature is low.
+    low = obs[:, 0] < -1.0
+    assert low.any() and (values.mean(1)[low].argmax(-1) == 1).all()
     algo.stop()

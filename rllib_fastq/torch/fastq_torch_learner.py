@@ -25,7 +25,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from rllib_fastq import _rllib_compat as compat
-from rllib_fastq.counterfactual import policy_check
+from rllib_fastq.counterfactual import policy_check, ridge_values
 from rllib_fastq.data import schema
 from rllib_fastq.data.schema import BOOTSTRAP_WEIGHTS, COMPONENT_RETURNS_TO_GO, RETURNS_TO_GO
 from rllib_fastq.fastq_learner import EXPLORATION_PROB, PHASE, FastQLearner
@@ -143,10 +143,63 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         """Re-check the arm choice and refresh the exploration arms cached for phase 2 (once per
         iteration, and when phase 2 begins: checking every step would cost a pass over the logs)."""
         self._phase1_since_check = False
+        self._select_arm_value_model()
         self._check_arm_choice()
         if self.sampler.has_cache and self.config.exploration_arm == "value":
             module = self.module[DEFAULT_MODULE_ID].unwrapped()
             self.sampler.cache_per_row(EXPLORATION_ARM, module.value_guided_arms, chunk=_CACHE_CHUNK)
+
+    @torch.no_grad()
+    def _select_arm_value_model(self) -> None:
+        """``arm_value_model`` (rllib_fastq.counterfactual.ridge_values): fit the ridge arm values
+        on the logged players' arrival states and, with "auto", keep the model (ridge or network)
+        whose importance-weighted out-of-bag error is smaller. Runs when the arm values have changed."""
+        cfg, module = self.config, self.module[DEFAULT_MODULE_ID].unwrapped()
+        if cfg.arm_value_model == "network" or cfg.num_policies < 2 or cfg.arm_choice_at != "arrival" or \
+                (cfg.arm_choice == "critic" and cfg.exploration_arm != "value"):
+            return  # "auto" with a choice at every step: the ridge only knows arrival states
+        first, propensity = self._arrivals(module)
+        cols = self.sampler.columns
+        x = module.normalize(module.choice_observation(cols[schema.OBS][first]))
+        arm = cols[schema.POLICY_ID][first].long()
+        returns = cols[RETURNS_TO_GO][first]
+        target = cols[COMPONENT_RETURNS_TO_GO][first] if module.arm_value_decomposition else returns[:, None]
+        boot = cols[BOOTSTRAP_WEIGHTS][first]
+        arm_np, ret_np = arm.cpu().numpy(), returns.cpu().numpy()
+
+        def error(raw: torch.Tensor) -> float:
+            values = module._scalar_arm_values(raw).cpu().numpy()
+            q_oob = policy_check.out_of_bag_values(values, boot.cpu().numpy())
+            return ridge_values.importance_weighted_error(q_oob, arm_np, ret_np, propensity)
+
+        best = None
+        for penalty in ridge_values.RIDGE_PENALTIES:
+            fit = ridge_values.fit_ridge(x, arm, target, boot, cfg.num_policies, penalty)
+            err = error(ridge_values.ridge_values(x, *fit))
+            if best is None or err < best[0]:
+                best = (err, penalty, fit)
+        ridge_error, penalty, (mean, inv_scale, coef) = best
+        network_error = error(module.arm_values(x))
+        module.ridge_mean.copy_(mean)
+        module.ridge_inv_scale.copy_(inv_scale)
+        module.ridge_coef.copy_(coef)
+        use_ridge = cfg.arm_value_model == "ridge" or ridge_error < network_error
+        module.arm_value_source.fill_(ridge_values.RIDGE if use_ridge else ridge_values.NETWORK)
+        for key, v in (("iw_error_ridge", ridge_error), ("iw_error_network", network_error),
+                       ("ridge_penalty", penalty), ("source_ridge", float(use_ridge))):
+            self.metrics.log_value((DEFAULT_MODULE_ID, f"arm_value_{key}"), v, window=1)
+
+    def _arrivals(self, module: Any) -> tuple[torch.Tensor, np.ndarray]:
+        """The logged players' first rows (mask [N]) and the router's probability of each one's
+        logged arm: the logged ``policy_propensity`` where the logs have it, else the routing model's."""
+        cols = self.sampler.columns
+        first = cols[schema.EPISODE_START].bool()
+        arm = cols[schema.POLICY_ID][first].long()
+        if schema.POLICY_PROPENSITY in cols:
+            return first, cols[schema.POLICY_PROPENSITY][first].double().cpu().numpy()
+        x = module.normalize(module.choice_observation(cols[schema.OBS][first]))
+        routing = torch.softmax(module.routing_model(x), -1)
+        return first, routing[torch.arange(arm.shape[0], device=arm.device), arm].double().cpu().numpy()
 
     @torch.no_grad()
     def _check_arm_choice(self) -> None:
@@ -159,14 +212,9 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         if not cfg.arm_choice_check or cfg.arm_choice != "safe" or cfg.num_policies < 2:
             return
         cols = self.sampler.columns
-        first = cols[schema.EPISODE_START].bool()
-        obs = module.choice_observation(cols[schema.OBS][first])
-        values, routing = module.arm_value_estimates(obs)
+        first, propensity = self._arrivals(module)
+        values, routing = module.arm_value_estimates(module.choice_observation(cols[schema.OBS][first]))
         arm = cols[schema.POLICY_ID][first].long()
-        if schema.POLICY_PROPENSITY in cols:
-            propensity = cols[schema.POLICY_PROPENSITY][first].double().cpu().numpy()
-        else:  # the routing model's probability of the logged arm
-            propensity = routing[torch.arange(arm.shape[0], device=arm.device), arm].double().cpu().numpy()
         relaxed, pessimistic = (module.arm_choice_from_values(values, routing, pessimism=beta).cpu().numpy()
                                 for beta in (0.0, cfg.arm_choice_pessimism))
         q_hat = policy_check.out_of_bag_values(values.cpu().numpy(), cols[BOOTSTRAP_WEIGHTS][first].cpu().numpy())

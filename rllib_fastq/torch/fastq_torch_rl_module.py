@@ -19,7 +19,7 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
-from rllib_fastq.counterfactual import resolve_serve_action, safe_arm_choice
+from rllib_fastq.counterfactual import resolve_serve_action, ridge_values, safe_arm_choice
 from rllib_fastq.data import schema
 from rllib_fastq.defaults import DERIVED_MODEL_DEFAULTS, MODEL_DEFAULTS
 from rllib_fastq.torch.distributions import FastQDeterministic
@@ -130,8 +130,15 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
                                       int(cfg["arm_value_ensemble"]))
         self.routing_model = mlp(self.layout.flat_dim, cfg["arm_value_hiddens"][:1], self.num_policies)
         # Set by the learner's arm_choice_check (True: the logs confirm that the relaxed choice
-        # beats the routing); saved with the weights, so a restored or served module keeps it.
+        # beats the pessimistic one); saved with the weights, so a restored or served module keeps it.
         self.register_buffer("arm_choice_confirmed", torch.tensor(False))
+        # The ridge arm values and which model the arm values come from (arm_value_model,
+        # rllib_fastq.counterfactual.ridge_values), fitted and chosen by the learner; saved.
+        members = int(cfg["arm_value_ensemble"])
+        self.register_buffer("ridge_mean", torch.zeros(self.layout.flat_dim))
+        self.register_buffer("ridge_inv_scale", torch.zeros(self.layout.flat_dim))
+        self.register_buffer("ridge_coef", torch.zeros(members, self.layout.flat_dim + 1, width))
+        self.register_buffer("arm_value_source", torch.tensor(ridge_values.NETWORK))
         if bounded:
             self.register_buffer("action_low", low_t.clone())
             self.register_buffer("action_high", high_t.clone())
@@ -205,7 +212,14 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         """Every ensemble member's value of every arm ``[B, E, K]`` and the routing model's
         probabilities ``ρ(k | s)`` ``[B, K]``."""
         x = self.normalize(obs)
-        return self._scalar_arm_values(self.arm_values(x)), torch.softmax(self.routing_model(x), -1)
+        return self._scalar_arm_values(self._raw_arm_values(x)), torch.softmax(self.routing_model(x), -1)
+
+    def _raw_arm_values(self, x: torch.Tensor) -> torch.Tensor:
+        """The arm-value model's output [B, E, K·C] at the normalised state: the network's, or the
+        ridge's where the learner chose it (``arm_value_source``)."""
+        if int(self.arm_value_source) == ridge_values.RIDGE:
+            return ridge_values.ridge_values(x, self.ridge_mean, self.ridge_inv_scale, self.ridge_coef)
+        return self.arm_values(x)
 
     def arm_value_component_estimates(self, obs: Any) -> torch.Tensor:
         """Per-component arm values ``V_{e,k,j}(s)`` ``[B, E, K, C]`` (``arm_value_decomposition``);
@@ -213,7 +227,7 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         if not self.arm_value_decomposition:
             raise ValueError("arm_value_component_estimates: the module was built with "
                              "arm_value_decomposition=False; it has one value per arm.")
-        return self._component_arm_values(self.arm_values(self.normalize(obs)))
+        return self._component_arm_values(self._raw_arm_values(self.normalize(obs)))
 
     def _component_arm_values(self, raw: torch.Tensor) -> torch.Tensor:
         return raw.reshape(*raw.shape[:2], self.num_policies, -1)  # [B, E, K*C] → [B, E, K, C]
@@ -410,7 +424,7 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
             out = self.choose_arms(obs, policy_id)
             q, w = self.critic(torch.cat([out[BR_OBS], out[Columns.ACTIONS]], -1))
             x = self.normalize(self.choice_observation(obs))
-            raw, propensity = self.arm_values(x), torch.softmax(self.routing_model(x), -1)
+            raw, propensity = self._raw_arm_values(x), torch.softmax(self.routing_model(x), -1)
             values = self._scalar_arm_values(raw)  # = arm_value_estimates(obs), from one pass
             parts = self._component_arm_values(raw).mean(1) if self.arm_value_decomposition else None
         q1 = q[:, 0]
