@@ -94,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--shard", default=None, metavar="I/N", help=argparse.SUPPRESS)  # one --jobs process
     run.add_argument("--no-report", action="store_true")
     run.add_argument("--out-dir", default=str(RESULTS), help="where the report's .md and .png go")
+    run.add_argument("--fastq-training", nargs="+", default=[], metavar="KEY=VALUE",
+                     help="player-platform: FAST-Q settings on top of its defaults, e.g. arm_choice_pessimism=1 "
+                          "(values read as JSON, else as strings); recorded in each record's budget. Use "
+                          "another --store: the records keep the method's name")
     rep = sub.add_parser("report", help="tables and plots from the store")
     rep.add_argument("--suite", default=suites.PLAYER_PLATFORM, choices=list(SUITES))
     rep.add_argument("--out-dir", default=str(RESULTS), help="where the .md and .png go")
@@ -134,8 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         _run_jobs(argv if argv is not None else sys.argv[1:], args.jobs)
     else:
         shard = tuple(int(x) for x in args.shard.split("/")) if args.shard else None
+        try:
+            detail = suites.with_fastq_training(args.budget, args.fastq_training)
+        except ValueError as err:
+            parser.error(str(err))
         suites.run_suite(suite=args.suite, regimes=args.datasets or suites.REGIMES, methods=methods, seeds=seeds,
-                         budget=args.budget, force=args.force, store=store, command=command, shard=shard)
+                         budget=args.budget, force=args.force, store=store, command=command, shard=shard,
+                         budget_detail=detail)
     if not args.no_report:
         _report(store, args.suite, args.budget, pathlib.Path(args.out_dir))
     return 0

@@ -9,11 +9,13 @@ the suite's 200 held-out players on arrival, and the pick is scored with the arm
 exact rules (the player's undiscounted return on that arm for the whole stay, the same players and
 seeds as the suite's online evaluation). This isolates the arm choice from the clones' error.
 
-Rules: ``greedy`` (mean arm value), ``safe β`` (ensemble lower bound with the routed-arm fallback,
-``counterfactual.safe_arm_choice``; β = 1 was the default until 2026-12-07), ``routed`` (the
-routing model's likeliest arm: what the module serves when ``arm_choice_check`` finds no evidence),
-the direct-method chooser (its own ridge regressions), the per-player best arm (oracle over the
-three arms). Also printed: ``arm_choice_check``'s doubly-robust improvement and lower bound.
+Rules: ``greedy`` (mean arm value of the model the module chose, ``arm_value_model``), ``safe β``
+(ensemble lower bound with the routed-arm fallback, ``counterfactual.safe_arm_choice``), ``routed``
+(the routing model's likeliest arm), the same rules on each arm-value model separately (``network
+…``: the ensemble MLP; ``ridge …``: the learner's ridge fit, ``counterfactual.ridge_values``; ``mix
+…``: both ensembles' members together), the direct-method chooser (its own ridge regressions), the
+per-player best arm (oracle over the three arms). Also printed: which model the module chose
+(``source ridge``) and, with ``arm_choice_check``, its doubly-robust improvement and lower bound.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def score_rules(regime: str, seed: int, truth: np.ndarray, arrivals: list[dict[s
     from benchmarks.harness.simple import DirectMethodChooser
     from benchmarks.harness.suites import FULL, player_platform_dataset
     from rllib_fastq import FastQConfig
-    from rllib_fastq.counterfactual import safe_arm_choice
+    from rllib_fastq.counterfactual import ridge_values, safe_arm_choice
 
     ds = player_platform_dataset(regime, seed, FULL)
     steps = FULL["fastq"]["steps_per_iter"]
@@ -70,6 +72,10 @@ def score_rules(regime: str, seed: int, truth: np.ndarray, arrivals: list[dict[s
     obs = {k: torch.as_tensor(np.stack([a[k] for a in arrivals]), dtype=torch.float32) for k in ("temporal", "static")}
     with torch.no_grad():
         values, rho = module.arm_value_estimates(module.choice_observation(obs))
+        x = module.normalize(module.choice_observation(obs))
+        network = module._scalar_arm_values(module.arm_values(x))
+        ridge = module._scalar_arm_values(ridge_values.ridge_values(x, module.ridge_mean, module.ridge_inv_scale,
+                                                                    module.ridge_coef))
     rows = np.arange(len(truth))
 
     def score(choice: np.ndarray) -> float:
@@ -78,11 +84,25 @@ def score_rules(regime: str, seed: int, truth: np.ndarray, arrivals: list[dict[s
     dm = DirectMethodChooser(ds.train, num_arms=K, static_dim=ds.layout.static)
     out = {"regime": regime, "seed": seed, "iterations": iterations, "per-player best arm": score(truth.argmax(1)),
            "direct-method chooser": score(np.array([dm.choose(a["static"]) for a in arrivals])),
-           "greedy": score(values.mean(1).argmax(-1).numpy()), "routed": score(rho.argmax(-1).numpy())}
+           "greedy": score(values.mean(1).argmax(-1).numpy()), "routed": score(rho.argmax(-1).numpy()),
+           "network greedy": score(network.mean(1).argmax(-1).numpy()),
+           "ridge greedy": score(ridge.mean(1).argmax(-1).numpy()),
+           "ridge safe β=1": score(safe_arm_choice(ridge, rho, pessimism=1.0,
+                                                   min_propensity=config.arm_choice_min_propensity).numpy()),
+           "network safe β=1": score(safe_arm_choice(network, rho, pessimism=1.0,
+                                                     min_propensity=config.arm_choice_min_propensity).numpy()),
+           "mix greedy": score((network.mean(1) + ridge.mean(1)).argmax(-1).numpy()),
+           "mix safe β=1": score(safe_arm_choice(torch.cat([network, ridge], 1), rho, pessimism=1.0,
+                                                 min_propensity=config.arm_choice_min_propensity).numpy()),
+           "ridge safe β=0": score(safe_arm_choice(ridge, rho, pessimism=0.0,
+                                                   min_propensity=config.arm_choice_min_propensity).numpy()),
+           "source ridge": float(int(module.arm_value_source) == ridge_values.RIDGE)}
     for beta in (0.0, 0.5, 1.0):
         choice = safe_arm_choice(values, rho, pessimism=beta, min_propensity=config.arm_choice_min_propensity)
         out[f"safe β={beta:g}"] = score(choice.numpy())
     for key in ("arm_choice_dr_improvement", "arm_choice_dr_lower_bound"):
+        if key not in stats:
+            continue
         v = stats[key]
         out[key.removeprefix("arm_choice_")] = round(float(v.peek() if hasattr(v, "peek") else v), 3)
     algo.stop()

@@ -118,3 +118,14 @@ def test_jobs_starts_one_shard_process_per_job_with_the_same_command(monkeypatch
     for c in started:
         assert c[3:] == ["--store", "S.jsonl", "run", "player-platform", "--methods", "BC", "--shard",
                          c[c.index("--shard") + 1], "--no-report"]
+
+
+def test_fastq_training_settings_go_into_a_copy_of_the_budget():
+    detail = suites.with_fastq_training("full", ["arm_choice_pessimism=1", "arm_value_model=ridge",
+                                                 "arm_choice_check=true"])
+    assert detail["fastq"]["training"] == {"arm_choice_pessimism": 1, "arm_value_model": "ridge",
+                                           "arm_choice_check": True}
+    assert "training" not in suites.BUDGETS["full"]["fastq"]  # the suite's own budget is untouched
+    assert suites.with_fastq_training("full", []) is None
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        suites.with_fastq_training("full", ["arm_choice_pessimism"])

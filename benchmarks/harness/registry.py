@@ -192,6 +192,7 @@ def _fastq(ds: DatasetHandle, seed: int, budget: dict[str, Any], reference: bool
                                     reward_component_names=COMPONENTS)
     if b.get("pretrain_steps") is not None:  # only the quick budget overrides the default ("auto")
         training["pretrain_steps"] = b["pretrain_steps"]
+    training.update(b.get("training", {}))  # `--fastq-training KEY=VALUE`: options measured beside the defaults
     config = (config.offline_data(input_=[ds.train], dataset_num_iters_per_learner=b["steps_per_iter"])
               .training(**training).debugging(seed=seed))
     t = time.perf_counter()
@@ -220,6 +221,8 @@ def _fastq(ds: DatasetHandle, seed: int, budget: dict[str, Any], reference: bool
               "exploration_arm": config.exploration_arm,
               "arm_choice_confirmed": bool(getattr(module, "arm_choice_confirmed", False))}
     learned = result.get("learners", {}).get("default_policy", {})
+    if hasattr(module, "arm_value_source"):  # which arm-value model the module chose (arm_value_model)
+        extras["arm_value_source"] = ("network", "ridge")[int(module.arm_value_source)]
     for key in ("arm_choice_dr_improvement", "arm_choice_dr_lower_bound"):
         if key in learned:
             extras[key] = round(float(learned[key]), 3)

@@ -44,7 +44,9 @@ Measured on ``misaligned`` seed 0 (2026-12-07, other engineers' jobs on the 2 co
 
 from __future__ import annotations
 
+import copy
 import gc
+import json
 import os
 import pathlib
 import sys
@@ -171,6 +173,25 @@ def shard_of(regimes: Sequence[str], seeds: Sequence[int], shard: tuple[int, int
     if not 0 <= i < n:
         raise ValueError(f"shard: expected i/n with 0 <= i < n, got {i}/{n}")
     return cells[i::n]
+
+
+def with_fastq_training(budget: str, settings: Sequence[str]) -> dict[str, Any] | None:
+    """``BUDGETS[budget]`` with FAST-Q's extra ``.training()`` settings ``["key=value", ...]``
+    (values parsed as JSON, else kept as strings) under ``["fastq"]["training"]``; None without any."""
+    if not settings:
+        return None
+    training: dict[str, Any] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--fastq-training: expected KEY=VALUE, got {item!r}")
+        try:
+            training[key] = json.loads(value)
+        except json.JSONDecodeError:
+            training[key] = value
+    detail = copy.deepcopy(BUDGETS[budget])
+    detail["fastq"]["training"] = training
+    return detail
 
 
 def run_suite(*, suite: str = PLAYER_PLATFORM, regimes: Sequence[str] = REGIMES, methods: Sequence[str],
