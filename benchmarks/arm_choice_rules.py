@@ -73,8 +73,8 @@ def score_rules(regime: str, seed: int, truth: np.ndarray, arrivals: list[dict[s
     with torch.no_grad():
         values, rho = module.arm_value_estimates(module.choice_observation(obs))
         x = module.normalize(module.choice_observation(obs))
-        network = module._scalar_arm_values(module.arm_values(x))
-        ridge = module._scalar_arm_values(ridge_values.ridge_values(x, module.ridge_mean, module.ridge_inv_scale,
+        network = module.scalar_arm_values(module.arm_values(x))
+        ridge = module.scalar_arm_values(ridge_values.ridge_values(x, module.ridge_mean, module.ridge_inv_scale,
                                                                     module.ridge_coef))
     rows = np.arange(len(truth))
 

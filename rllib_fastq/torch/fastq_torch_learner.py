@@ -25,11 +25,10 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
 from rllib_fastq import _rllib_compat as compat
-from rllib_fastq.counterfactual import policy_check, ridge_values
 from rllib_fastq.data import schema
 from rllib_fastq.data.schema import BOOTSTRAP_WEIGHTS, COMPONENT_RETURNS_TO_GO, RETURNS_TO_GO
 from rllib_fastq.fastq_learner import EXPLORATION_PROB, PHASE, FastQLearner
-from rllib_fastq.torch import losses
+from rllib_fastq.torch import arm_value_fits, losses
 from rllib_fastq.torch.fastq_torch_rl_module import (
     ADVERSARY_LOGITS,
     ARM_VALUE_BATCH,
@@ -149,82 +148,20 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             module = self.module[DEFAULT_MODULE_ID].unwrapped()
             self.sampler.cache_per_row(EXPLORATION_ARM, module.value_guided_arms, chunk=_CACHE_CHUNK)
 
-    @torch.no_grad()
     def _select_arm_value_model(self) -> None:
-        """``arm_value_model`` (rllib_fastq.counterfactual.ridge_values): fit the ridge arm values
-        on the logged players' arrival states and, with "auto", keep the model (ridge or network)
-        whose importance-weighted out-of-bag error is smaller. Runs when the arm values have changed."""
-        cfg, module = self.config, self.module[DEFAULT_MODULE_ID].unwrapped()
-        if cfg.arm_value_model == "network" or cfg.num_policies < 2 or cfg.arm_choice_at != "arrival" or \
-                (cfg.arm_choice == "critic" and cfg.exploration_arm != "value"):
-            return  # "auto" with a choice at every step: the ridge only knows arrival states
-        first, propensity = self._arrivals(module)
-        cols = self.sampler.columns
-        x = module.normalize(module.choice_observation(cols[schema.OBS][first]))
-        arm = cols[schema.POLICY_ID][first].long()
-        returns = cols[RETURNS_TO_GO][first]
-        target = cols[COMPONENT_RETURNS_TO_GO][first] if module.arm_value_decomposition else returns[:, None]
-        boot = cols[BOOTSTRAP_WEIGHTS][first]
-        arm_np, ret_np = arm.cpu().numpy(), returns.cpu().numpy()
+        """``arm_value_model``: refit the ridge arm values and keep the better model
+        (rllib_fastq.torch.arm_value_fits.select_arm_value_model); its metrics."""
+        module = self.module[DEFAULT_MODULE_ID].unwrapped()
+        for key, value in arm_value_fits.select_arm_value_model(module, self.sampler.columns, self.config).items():
+            self.metrics.log_value((DEFAULT_MODULE_ID, key), value, window=1)
 
-        def error(raw: torch.Tensor) -> float:
-            values = module._scalar_arm_values(raw).cpu().numpy()
-            q_oob = policy_check.out_of_bag_values(values, boot.cpu().numpy())
-            return ridge_values.importance_weighted_error(q_oob, arm_np, ret_np, propensity)
-
-        best = None
-        for penalty in ridge_values.RIDGE_PENALTIES:
-            fit = ridge_values.fit_ridge(x, arm, target, boot, cfg.num_policies, penalty)
-            err = error(ridge_values.ridge_values(x, *fit))
-            if best is None or err < best[0]:
-                best = (err, penalty, fit)
-        ridge_error, penalty, (mean, inv_scale, coef) = best
-        network_error = error(module.arm_values(x))
-        module.ridge_mean.copy_(mean)
-        module.ridge_inv_scale.copy_(inv_scale)
-        module.ridge_coef.copy_(coef)
-        use_ridge = cfg.arm_value_model == "ridge" or ridge_error < network_error
-        module.arm_value_source.fill_(ridge_values.RIDGE if use_ridge else ridge_values.NETWORK)
-        for key, v in (("iw_error_ridge", ridge_error), ("iw_error_network", network_error),
-                       ("ridge_penalty", penalty), ("source_ridge", float(use_ridge))):
-            self.metrics.log_value((DEFAULT_MODULE_ID, f"arm_value_{key}"), v, window=1)
-
-    def _arrivals(self, module: Any) -> tuple[torch.Tensor, np.ndarray]:
-        """The logged players' first rows (mask [N]) and the router's probability of each one's
-        logged arm: the logged ``policy_propensity`` where the logs have it, else the routing model's."""
-        cols = self.sampler.columns
-        first = cols[schema.EPISODE_START].bool()
-        arm = cols[schema.POLICY_ID][first].long()
-        if schema.POLICY_PROPENSITY in cols:
-            return first, cols[schema.POLICY_PROPENSITY][first].double().cpu().numpy()
-        x = module.normalize(module.choice_observation(cols[schema.OBS][first]))
-        routing = torch.softmax(module.routing_model(x), -1)
-        return first, routing[torch.arange(arm.shape[0], device=arm.device), arm].double().cpu().numpy()
-
-    @torch.no_grad()
     def _check_arm_choice(self) -> None:
-        """``arm_choice_check`` (rllib_fastq.counterfactual.policy_check): may the module drop its
-        per-player pessimism? The doubly-robust improvement of the relaxed choice (β = 0) over the
-        pessimistic one (β = ``arm_choice_pessimism``), paired per logged player on their arrival
-        states, must have a lower confidence bound above zero. Runs when the arm values have changed."""
+        """``arm_choice_check``: may the module drop its per-player pessimism
+        (rllib_fastq.torch.arm_value_fits.check_arm_choice)? Its metrics."""
         self._arm_choice_check_pending = False
-        cfg, module = self.config, self.module[DEFAULT_MODULE_ID].unwrapped()
-        if not cfg.arm_choice_check or cfg.arm_choice != "safe" or cfg.num_policies < 2:
-            return
-        cols = self.sampler.columns
-        first, propensity = self._arrivals(module)
-        values, routing = module.arm_value_estimates(module.choice_observation(cols[schema.OBS][first]))
-        arm = cols[schema.POLICY_ID][first].long()
-        relaxed, pessimistic = (module.arm_choice_from_values(values, routing, pessimism=beta).cpu().numpy()
-                                for beta in (0.0, cfg.arm_choice_pessimism))
-        q_hat = policy_check.out_of_bag_values(values.cpu().numpy(), cols[BOOTSTRAP_WEIGHTS][first].cpu().numpy())
-        res = policy_check.improvement(q_hat, arm.cpu().numpy(), cols[RETURNS_TO_GO][first].cpu().numpy(),
-                                       np.clip(propensity, 1e-3, 1.0), relaxed, pessimistic,
-                                       confidence=cfg.arm_choice_check_confidence)
-        module.arm_choice_confirmed.fill_(res["lower_bound"] > 0.0)
-        for key in ("improvement", "lower_bound", "players_changed"):
-            self.metrics.log_value((DEFAULT_MODULE_ID, f"arm_choice_dr_{key}"), res[key], window=1)
-        self.metrics.log_value((DEFAULT_MODULE_ID, "arm_choice_confirmed"), float(res["lower_bound"] > 0.0), window=1)
+        module = self.module[DEFAULT_MODULE_ID].unwrapped()
+        for key, value in arm_value_fits.check_arm_choice(module, self.sampler.columns, self.config).items():
+            self.metrics.log_value((DEFAULT_MODULE_ID, key), value, window=1)
 
     @torch.no_grad()
     def _build_phase2_cache(self) -> None:

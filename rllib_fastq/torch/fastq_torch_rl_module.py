@@ -212,7 +212,7 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         """Every ensemble member's value of every arm ``[B, E, K]`` and the routing model's
         probabilities ``ρ(k | s)`` ``[B, K]``."""
         x = self.normalize(obs)
-        return self._scalar_arm_values(self._raw_arm_values(x)), torch.softmax(self.routing_model(x), -1)
+        return self.scalar_arm_values(self._raw_arm_values(x)), torch.softmax(self.routing_model(x), -1)
 
     def _raw_arm_values(self, x: torch.Tensor) -> torch.Tensor:
         """The arm-value model's output [B, E, K·C] at the normalised state: the network's, or the
@@ -232,7 +232,9 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
     def _component_arm_values(self, raw: torch.Tensor) -> torch.Tensor:
         return raw.reshape(*raw.shape[:2], self.num_policies, -1)  # [B, E, K*C] → [B, E, K, C]
 
-    def _scalar_arm_values(self, raw: torch.Tensor) -> torch.Tensor:
+    def scalar_arm_values(self, raw: torch.Tensor) -> torch.Tensor:
+        """An arm-value model's output [B, E, K·C] → the values [B, E, K] (Σ_j w_j V_{e,k,j} with
+        ``arm_value_decomposition``, else as it is)."""
         if not self.arm_value_decomposition:
             return raw
         return self._component_arm_values(raw) @ self.arm_value_weights  # Σ_j w_j V_{e,k,j}
@@ -271,7 +273,7 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         """What the arm values' and the routing model's losses read, for raw observations."""
         x = self.normalize(obs)
         raw = self.arm_values(x)
-        out = {ARM_VALUES: self._scalar_arm_values(raw), ROUTING_LOGITS: self.routing_model(x)}
+        out = {ARM_VALUES: self.scalar_arm_values(raw), ROUTING_LOGITS: self.routing_model(x)}
         if self.arm_value_decomposition:
             out[ARM_VALUE_COMPONENTS] = self._component_arm_values(raw)
         return out
@@ -425,7 +427,7 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
             q, w = self.critic(torch.cat([out[BR_OBS], out[Columns.ACTIONS]], -1))
             x = self.normalize(self.choice_observation(obs))
             raw, propensity = self._raw_arm_values(x), torch.softmax(self.routing_model(x), -1)
-            values = self._scalar_arm_values(raw)  # = arm_value_estimates(obs), from one pass
+            values = self.scalar_arm_values(raw)  # = arm_value_estimates(obs), from one pass
             parts = self._component_arm_values(raw).mean(1) if self.arm_value_decomposition else None
         q1 = q[:, 0]
         if self.critic_decomposition == "bellman":  # w = reward weights, Q_j the per-component values
