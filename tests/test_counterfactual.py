@@ -106,7 +106,7 @@ def test_serve_action_auto_clones_the_chosen_arm_with_several_arms_and_acts_with
     assert resolve_serve_action("supported", 1) == "supported"
 
 
-def _history_module(arm_choice_at: str, temporal: bool = True):
+def _history_module(arm_choice_at: str, temporal: bool = True, inference_only: bool = False):
     import gymnasium as gym
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
@@ -119,7 +119,7 @@ def _history_module(arm_choice_at: str, temporal: bool = True):
     cfg = dict(num_policies=3, arm_value_hiddens=[8], expert_hiddens=[8], br_dim=4, adversary_hiddens=[8],
                actor_hiddens=[8], critic_hiddens=[8], lstm_hidden=4, static_hidden=4, arm_choice_at=arm_choice_at,
                arm_choice="greedy")
-    return RLModuleSpec(module_class=FastQTorchRLModule, observation_space=space,
+    return RLModuleSpec(module_class=FastQTorchRLModule, observation_space=space, inference_only=inference_only,
                         action_space=gym.spaces.Box(-1, 1, (2,)), model_config=cfg).build()
 
 
@@ -307,3 +307,20 @@ def test_the_module_reads_the_ridge_arm_values_when_the_learner_chose_them_and_s
     restored.load_state_dict(module.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(restored.arm_value_estimates(obs)[0], expected)
+
+
+def test_a_checkpoint_from_before_the_ridge_and_the_verdict_restores_into_a_served_module():
+    from rllib_fastq.counterfactual import ridge_values
+    from rllib_fastq.torch.fastq_torch_rl_module import BUFFERS_ADDED_LATER
+
+    trained = _history_module("arrival")
+    old_state = {k: v for k, v in trained.get_state().items() if k not in BUFFERS_ADDED_LATER}
+    obs = {"temporal": torch.zeros(4, 4, 2), "static": torch.randn(4, 3)}
+    restored = _history_module("arrival", inference_only=True)
+    restored.arm_value_source.fill_(ridge_values.RIDGE)
+    restored.set_state(old_state)  # no error for the missing buffers; they take their initial values
+    assert int(restored.arm_value_source) == ridge_values.NETWORK and not bool(restored.arm_choice_confirmed)
+    with torch.no_grad():
+        torch.testing.assert_close(restored.arm_value_estimates(obs)[0], trained.arm_value_estimates(obs)[0])
+    with pytest.raises(ValueError, match="missing keys"):  # any other missing weight still fails loudly
+        restored.set_state({k: v for k, v in old_state.items() if not k.startswith("arm_values.")})

@@ -47,6 +47,10 @@ ROUTING_LOGITS = "routing_logits"  # logits of the routing model ρ(k | s), [B, 
 ARM_VALUE_BATCH = "arm_value_batch"
 
 DEFAULTS: dict[str, Any] = {**MODEL_DEFAULTS, **DERIVED_MODEL_DEFAULTS}
+#: Buffers newer than some saved checkpoints (arm_choice_check's verdict; arm_value_model's ridge
+#: and its choice): a state without them restores with their initial values (zeros: no verdict,
+#: the network's arm values).
+BUFFERS_ADDED_LATER = ("arm_choice_confirmed", "ridge_mean", "ridge_inv_scale", "ridge_coef", "arm_value_source")
 
 
 def resolve_br_dim(br_dim: int | None, observation_space: gym.Space) -> int:
@@ -144,6 +148,16 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
             self.register_buffer("action_high", high_t.clone())
         if not self.inference_only:
             self.make_target_networks()
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """RLlib's restore, accepting checkpoints written before a buffer existed: the buffers in
+        ``BUFFERS_ADDED_LATER`` keep their initial values (the network's arm values, no verdict)
+        where ``state`` lacks them, instead of RLlib's missing-keys error for inference-only
+        (served) modules."""
+        state = dict(state)
+        for name in BUFFERS_ADDED_LATER:
+            state.setdefault(name, torch.zeros_like(getattr(self, name)))  # every one starts at zero
+        super().set_state(state)
 
     # -- TargetNetworkAPI / InferenceOnlyAPI -------------------------------------------------
 
