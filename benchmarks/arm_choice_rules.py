@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -109,6 +110,25 @@ def score_rules(regime: str, seed: int, truth: np.ndarray, arrivals: list[dict[s
     return out
 
 
+def score_cells(regimes: list[str], seeds: list[int], score: Callable[[str, int], dict]) -> list[dict]:
+    """``score(regime, seed)`` for every cell, each row printed as JSON as it comes."""
+    rows = []
+    for regime in regimes:
+        for seed in seeds:
+            rows.append(score(regime, seed))
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def print_table(rows: list[dict], skip: tuple[str, ...] = (), raw: tuple[str, ...] = ()) -> None:
+    """The rows' numeric columns as a markdown table (``raw`` columns printed as they are after it)."""
+    names = [k for k in rows[0] if k not in ("regime", "seed", *skip, *raw)]
+    print("\n| regime | seed | " + " | ".join(names) + " |\n|" + "---|" * (len(names) + 2))
+    for r in rows:
+        print(f"| {r['regime']} | {r['seed']} | " + " | ".join(f"{r[n]:.2f}" for n in names) + " |",
+              *(r[k] for k in raw))
+
+
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.harness.suites import EVAL_SEED, REGIMES
     from rllib_fastq.local_ray import init_local_ray
@@ -121,15 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     init_local_ray(num_cpus=2, include_dashboard=False, log_to_driver=False)
     truth, arrivals = arm_returns(PLAYERS, EVAL_SEED)
-    rows = []
-    for regime in args.regimes:
-        for seed in args.seeds:
-            rows.append(score_rules(regime, seed, truth, arrivals, args.iterations))
-            print(json.dumps(rows[-1]), flush=True)
-    names = [k for k in rows[0] if k not in ("regime", "seed", "iterations")]
-    print("\n| regime | seed | " + " | ".join(names) + " |\n|" + "---|" * (len(names) + 2))
-    for r in rows:
-        print(f"| {r['regime']} | {r['seed']} | " + " | ".join(f"{r[n]:.2f}" for n in names) + " |")
+    rows = score_cells(args.regimes, args.seeds, lambda r, s: score_rules(r, s, truth, arrivals, args.iterations))
+    print_table(rows, skip=("iterations",))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -20,7 +20,6 @@ isolates the regression from everything else FAST-Q does. Models:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import numpy as np
@@ -136,7 +135,7 @@ def _mean(predict):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.arm_choice_rules import PLAYERS, arm_returns
+    from benchmarks.arm_choice_rules import PLAYERS, arm_returns, print_table, score_cells
     from benchmarks.harness.suites import EVAL_SEED, REGIMES
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -145,16 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=3000, help="Adam steps per ensemble member")
     args = p.parse_args(argv)
     truth, arrivals = arm_returns(PLAYERS, EVAL_SEED)
-    rows = []
-    for regime in args.regimes:
-        for seed in args.seeds:
-            rows.append(score_models(regime, seed, truth, arrivals, args.steps))
-            print(json.dumps(rows[-1]), flush=True)
-    names = [k for k in rows[0] if k not in ("regime", "seed", "iwcv", "iwcv pick")]
-    print("\n| regime | seed | " + " | ".join(names) + " |\n|" + "---|" * (len(names) + 2))
-    for r in rows:
-        print(f"| {r['regime']} | {r['seed']} | " + " | ".join(f"{r[n]:.2f}" for n in names) + " |", r["iwcv"],
-              r["iwcv pick"])
+    rows = score_cells(args.regimes, args.seeds, lambda r, s: score_models(r, s, truth, arrivals, args.steps))
+    print_table(rows, raw=("iwcv", "iwcv pick"))
     return 0
 
 
