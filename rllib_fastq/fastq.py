@@ -188,9 +188,10 @@ class FastQConfig(AlgorithmConfig):
         self.torch_num_threads: int | None = None
 
         # -- counterfactual arm values and the arm choice (rllib_fastq.counterfactual) --
-        #: How the "best" arm is chosen: "safe" (pessimistic arm values with a fallback to the
-        #: router's likeliest arm), "greedy" (argmax of the mean arm value) or "critic" (reference:
-        #: argmax_k Q1(b_k(s), π(b_k(s))), which ranked arms at chance in our measurements).
+        #: How the "best" arm is chosen: "safe" (the best arm the router supports here; with
+        #: `arm_choice_pessimism` > 0, pessimistic with a fallback to its likeliest arm), "greedy"
+        #: (argmax of the mean arm value) or "critic" (reference: argmax_k Q1(b_k(s), π(b_k(s))),
+        #: which ranked arms at chance in our measurements).
         self.arm_choice = MODEL_DEFAULTS["arm_choice"]
         #: Hidden widths of each arm-value ensemble member (and the routing model's first width).
         self.arm_value_hiddens: list[int] = copy.deepcopy(MODEL_DEFAULTS["arm_value_hiddens"])

@@ -6,9 +6,10 @@
     serve k* if lower_{k*} > mean_base(s), else base                    (SPIBB-style fallback)
 
 ``ρ(s)`` is the learnt routing model (the probability that the logs' router sends this player to
-each arm). Deviating from the routing needs an arm whose *pessimistic* value beats the routed
-arm's *expected* value; where the ensemble disagrees the routed arm is served, so the policy is
-no worse than the routing where the data cannot tell.
+each arm). With β > 0, deviating from the routing needs an arm whose *pessimistic* value beats the
+routed arm's *expected* value; where the ensemble disagrees the routed arm is served. The default
+β is 0 (the best supported arm by its mean value): on the benchmark the fallback cost more than it
+protected, sending players back to routed arms that were wrong for them (docs/algorithm.md §8 (m)).
 """
 
 from __future__ import annotations
