@@ -80,3 +80,27 @@ def test_train_peer_failure_carries_stderr(tmp_path):
 def test_train_peer_rejects_unknown_algo(tmp_path):
     with pytest.raises(ValueError, match="algo"):
         train_peer(tmp_path / "d.parquet", "sac", steps=1, seed=0, gamma=0.9, out=tmp_path)
+
+
+def test_the_peers_venv_is_created_once_on_first_use(tmp_path):
+    from benchmarks.peers.policy import ensure_peers_venv
+
+    # A stand-in for setup.sh: it creates the venv's interpreter where FASTQ_PEERS_VENV says and
+    # counts its runs.
+    setup = tmp_path / "setup.sh"
+    setup.write_text('mkdir -p "$FASTQ_PEERS_VENV/bin" && touch "$FASTQ_PEERS_VENV/bin/python"\n'
+                     f'echo run >> {tmp_path / "runs"}\n')
+    venv = tmp_path / "venv"
+    assert ensure_peers_venv(venv, setup) == venv / "bin" / "python"
+    assert ensure_peers_venv(venv, setup).exists()
+    assert (tmp_path / "runs").read_text().count("run") == 1  # the second call found it
+
+
+def test_a_failed_peers_venv_set_up_says_so_with_its_output(tmp_path):
+    from benchmarks.peers.policy import ensure_peers_venv
+
+    setup = tmp_path / "setup.sh"
+    setup.write_text("echo 'pip: no matching distribution for d3rlpy' >&2\nexit 1\n")
+    with pytest.raises(PeerTrainingError, match="no matching distribution") as err:
+        ensure_peers_venv(tmp_path / "venv", setup)
+    assert "exit 1" in str(err.value)

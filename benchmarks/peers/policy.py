@@ -36,6 +36,34 @@ def peers_python(venv: str | os.PathLike[str] | None = None) -> Path:
     return root / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
 
+def ensure_peers_venv(venv: str | os.PathLike[str] | None = None, setup: Path = SETUP_SCRIPT) -> Path:
+    """The peers' interpreter (:func:`peers_python`), creating the venv with ``setup`` (``bash
+    benchmarks/peers/setup.sh``, idempotent) when it does not exist yet, so the suite's command
+    runs the d3rlpy peers from a clean clone. A file lock beside the venv keeps two ``--jobs``
+    processes from building it at once.
+
+    Raises:
+        PeerTrainingError: the set-up script failed (its output's tail is in the message).
+    """
+    import fcntl
+
+    py = peers_python(venv)
+    if py.exists():
+        return py
+    root = py.parent.parent
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not py.exists():  # another process may have built it while this one waited
+            print(f"creating the d3rlpy peers' venv {root} (bash {setup}; once)", flush=True)
+            proc = subprocess.run(["bash", str(setup)], capture_output=True, text=True, check=False,
+                                  env={**os.environ, "FASTQ_PEERS_VENV": str(root)})
+            if proc.returncode != 0 or not py.exists():
+                raise PeerTrainingError(f"creating the peers' venv with `bash {setup}` failed (exit "
+                                        f"{proc.returncode}):\n{_tail(proc.stdout + proc.stderr)}")
+    return py
+
+
 def load_peer_policy(path: str | os.PathLike[str]) -> Callable[[np.ndarray], np.ndarray]:
     """Load an exported peer policy (TorchScript) as ``obs -> action``.
 
@@ -98,18 +126,20 @@ def train_peer(
         seed: seed for d3rlpy (torch, numpy, random).
         gamma: discount factor.
         out: output directory; receives ``policy.pt`` and ``meta.json``.
-        python: the interpreter to run ``train_d3rlpy.py`` with (default: :func:`peers_python`).
+        python: the interpreter to run ``train_d3rlpy.py`` with (default: :func:`ensure_peers_venv`,
+            which creates the peers' venv on first use).
         timeout: seconds before the run is killed (``None``: no limit).
         batch_size: override of the reproduction script's batch size.
         hidden: override of the reproduction script's encoder hidden sizes.
 
     Raises:
-        PeerTrainingError: the interpreter does not exist (run ``benchmarks/peers/setup.sh``), the run
+        PeerTrainingError: the given interpreter does not exist (run ``benchmarks/peers/setup.sh``),
+            the venv could not be created, the run
             failed (its stderr is in the message), it timed out, or it wrote no policy.
     """
     if algo not in ALGOS:
         raise ValueError(f"algo: expected one of {ALGOS}, got {algo!r}")
-    py = Path(python) if python is not None else peers_python()
+    py = Path(python) if python is not None else ensure_peers_venv()
     if not py.exists():
         raise PeerTrainingError(
             f"the d3rlpy peers' Python {py} does not exist; create the peers' venv with "
