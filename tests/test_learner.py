@@ -266,8 +266,8 @@ def test_arm_values_keep_training_in_phase2_where_something_reads_them(ray_sessi
         assert torch.equal(learner.sampler._cache[EXPLORATION_ARM], fresh)
         # The check (a pass over the logged players) runs once per iteration, not once per step.
         calls = []
-        check = learner._check_arm_choice
-        learner._check_arm_choice = lambda: calls.append(1) or check()
+        check = learner._arm_values_changed
+        learner._arm_values_changed = lambda: calls.append(1) or check()
         learner.update_from_memory(num_steps=5, timesteps={})
         assert len(calls) == 1
     algo.stop()

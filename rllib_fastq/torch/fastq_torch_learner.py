@@ -60,7 +60,7 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         self._metric_counts: dict[str, int] = {}
         self._adversary_hist = np.full(self.config.num_policies, 1.0 / self.config.num_policies)
         # The arm values changed since the last check (in phase 1; in any phase).
-        self._phase1_since_check = self._arm_choice_check_pending = False
+        self._phase1_since_check = self._arm_values_stale = False
         if self._world_size() > 1:
             # Every learner starts from rank 0's weights, as DDP would.
             for t in self.module[DEFAULT_MODULE_ID].state_dict().values():
@@ -112,7 +112,7 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
             if self.phase == 1:
                 probs = self.phase1_arm_probabilities(self._adversary_hist)
                 batch = self.sampler.sample_phase1(bsz, probs)
-                self._arm_choice_check_pending = self._phase1_since_check = True
+                self._arm_values_stale = self._phase1_since_check = True
             else:
                 if self._phase1_since_check:  # phase 2 begins: check before the cache reads the choice
                     self._arm_values_changed()
@@ -122,46 +122,33 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
                 if self._arm_values_train_in_phase2():
                     batch[ARM_VALUE_BATCH] = self.sampler.sample_arm_value_rows(
                         bsz, self.phase1_arm_probabilities(self._adversary_hist))
-                    self._arm_choice_check_pending = True
+                    self._arm_values_stale = True
             self._update({DEFAULT_MODULE_ID: batch})
-        if self._arm_choice_check_pending:
+        if self._arm_values_stale:
             self._arm_values_changed()
         self.log_rows_trained(num_steps * bsz)
         self.after_gradient_based_update(timesteps=timesteps)
         return self.metrics.reduce()
 
     def _arm_values_train_in_phase2(self) -> bool:
-        """``arm_values_train_in_phase2`` where something reads them (not the reference's critic
-        choice with uniform exploration) and there are arms to choose between."""
-        cfg = self.config
-        return bool(cfg.arm_values_train_in_phase2) and cfg.num_policies > 1 and \
-            (cfg.arm_choice != "critic" or cfg.exploration_arm == "value")
+        """``arm_values_train_in_phase2`` where something reads them (``arm_value_fits.arm_values_read``)."""
+        return bool(self.config.arm_values_train_in_phase2) and arm_value_fits.arm_values_read(self.config)
 
     @torch.no_grad()
     def _arm_values_changed(self) -> None:
-        """Re-check the arm choice and refresh the exploration arms cached for phase 2 (once per
-        iteration, and when phase 2 begins: checking every step would cost a pass over the logs)."""
-        self._phase1_since_check = False
-        self._select_arm_value_model()
-        self._check_arm_choice()
+        """Refit the ridge arm values and keep the better model (``arm_value_fits.select_arm_value_model``),
+        re-check the arm choice (``arm_value_fits.check_arm_choice``), log their metrics, and refresh
+        the exploration arms cached for phase 2 (once per iteration, and when phase 2 begins:
+        checking every step would cost a pass over the logs)."""
+        self._phase1_since_check = self._arm_values_stale = False
+        module = self.module[DEFAULT_MODULE_ID].unwrapped()
+        fits = arm_value_fits.fits_to_run(self.config)
+        arrivals = arm_value_fits.Arrivals.from_columns(module, self.sampler.columns) if fits else None
+        for fit in fits:
+            for key, value in fit(module, arrivals, self.config).items():
+                self.metrics.log_value((DEFAULT_MODULE_ID, key), value, window=1)
         if self.sampler.has_cache and self.config.exploration_arm == "value":
-            module = self.module[DEFAULT_MODULE_ID].unwrapped()
             self.sampler.cache_per_row(EXPLORATION_ARM, module.value_guided_arms, chunk=_CACHE_CHUNK)
-
-    def _select_arm_value_model(self) -> None:
-        """``arm_value_model``: refit the ridge arm values and keep the better model
-        (rllib_fastq.torch.arm_value_fits.select_arm_value_model); its metrics."""
-        module = self.module[DEFAULT_MODULE_ID].unwrapped()
-        for key, value in arm_value_fits.select_arm_value_model(module, self.sampler.columns, self.config).items():
-            self.metrics.log_value((DEFAULT_MODULE_ID, key), value, window=1)
-
-    def _check_arm_choice(self) -> None:
-        """``arm_choice_check``: may the module drop its per-player pessimism
-        (rllib_fastq.torch.arm_value_fits.check_arm_choice)? Its metrics."""
-        self._arm_choice_check_pending = False
-        module = self.module[DEFAULT_MODULE_ID].unwrapped()
-        for key, value in arm_value_fits.check_arm_choice(module, self.sampler.columns, self.config).items():
-            self.metrics.log_value((DEFAULT_MODULE_ID, key), value, window=1)
 
     @torch.no_grad()
     def _build_phase2_cache(self) -> None:

@@ -225,7 +225,10 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
     def arm_value_estimates(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Every ensemble member's value of every arm ``[B, E, K]`` and the routing model's
         probabilities ``ρ(k | s)`` ``[B, K]``."""
-        x = self.normalize(obs)
+        return self.arm_value_estimates_at(self.normalize(obs))
+
+    def arm_value_estimates_at(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`arm_value_estimates` at already normalised states ``x`` [B, d]."""
         return self.scalar_arm_values(self._raw_arm_values(x)), torch.softmax(self.routing_model(x), -1)
 
     def _raw_arm_values(self, x: torch.Tensor) -> torch.Tensor:
@@ -308,20 +311,20 @@ class FastQTorchRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
         is_routed = torch.nn.functional.one_hot(routed, self.num_policies).bool()[..., None]
         return torch.where(is_routed, pi, a_hat), b
 
-    def value_guided_arms(self, obs: Any, relaxed: bool = False) -> torch.Tensor:
+    def value_guided_arms(self, obs: Any, pessimism: float | None = None) -> torch.Tensor:
         """The "safe" arm choice from the arm values [B] (also the fast-track exploration's arm):
         per-player pessimism ``arm_choice_pessimism`` until the learner's ``arm_choice_check``
         confirms from the logs that the choice without it beats the pessimistic one
-        (``arm_choice_confirmed``), none after; ``relaxed``: none (what the check evaluates)."""
-        return self.arm_choice_from_values(*self.arm_value_estimates(obs), relaxed=relaxed)
+        (``arm_choice_confirmed``), none after; ``pessimism``: this β instead (the check compares
+        β = 0 with ``arm_choice_pessimism``)."""
+        return self.arm_choice_from_values(*self.arm_value_estimates(obs), pessimism=pessimism)
 
-    def arm_choice_from_values(self, values: torch.Tensor, propensity: torch.Tensor, relaxed: bool = False,
+    def arm_choice_from_values(self, values: torch.Tensor, propensity: torch.Tensor,
                                pessimism: float | None = None) -> torch.Tensor:
         """:meth:`value_guided_arms` from :meth:`arm_value_estimates`' output, for callers that
-        already have it (the learner's check reads the values too); ``pessimism``: this β instead
-        of the module's (the check compares β = 0 with ``arm_choice_pessimism``)."""
+        already have it (the learner's check reads the values too)."""
         if pessimism is None:
-            pessimism = 0.0 if relaxed or bool(self.arm_choice_confirmed) else self.arm_choice_pessimism
+            pessimism = 0.0 if bool(self.arm_choice_confirmed) else self.arm_choice_pessimism
         return safe_arm_choice(values, propensity, pessimism=pessimism,
                                min_propensity=self.arm_choice_min_propensity)
 
