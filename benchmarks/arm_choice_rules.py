@@ -72,8 +72,8 @@ def score_rules(regime: str, seed: int, truth: np.ndarray, arrivals: list[dict[s
     module = algo.get_module()
     obs = {k: torch.as_tensor(np.stack([a[k] for a in arrivals]), dtype=torch.float32) for k in ("temporal", "static")}
     with torch.no_grad():
-        values, rho = module.arm_value_estimates(module.choice_observation(obs))
         x = module.normalize(module.choice_observation(obs))
+        values, rho = module.arm_value_estimates_at(x)
         network = module.scalar_arm_values(module.arm_values(x))
         ridge = module.scalar_arm_values(ridge_values.ridge_values(x, module.ridge_mean, module.ridge_inv_scale,
                                                                     module.ridge_coef))
@@ -82,25 +82,22 @@ def score_rules(regime: str, seed: int, truth: np.ndarray, arrivals: list[dict[s
     def score(choice: np.ndarray) -> float:
         return round(float(truth[rows, choice].mean()), 3)
 
+    def safe(arm_values: torch.Tensor, beta: float) -> float:
+        return score(safe_arm_choice(arm_values, rho, pessimism=beta,
+                                     min_propensity=config.arm_choice_min_propensity).numpy())
+
     dm = DirectMethodChooser(ds.train, num_arms=K, static_dim=ds.layout.static)
     out = {"regime": regime, "seed": seed, "iterations": iterations, "per-player best arm": score(truth.argmax(1)),
            "direct-method chooser": score(np.array([dm.choose(a["static"]) for a in arrivals])),
            "greedy": score(values.mean(1).argmax(-1).numpy()), "routed": score(rho.argmax(-1).numpy()),
            "network greedy": score(network.mean(1).argmax(-1).numpy()),
            "ridge greedy": score(ridge.mean(1).argmax(-1).numpy()),
-           "ridge safe β=1": score(safe_arm_choice(ridge, rho, pessimism=1.0,
-                                                   min_propensity=config.arm_choice_min_propensity).numpy()),
-           "network safe β=1": score(safe_arm_choice(network, rho, pessimism=1.0,
-                                                     min_propensity=config.arm_choice_min_propensity).numpy()),
+           "ridge safe β=1": safe(ridge, 1.0), "network safe β=1": safe(network, 1.0),
            "mix greedy": score((network.mean(1) + ridge.mean(1)).argmax(-1).numpy()),
-           "mix safe β=1": score(safe_arm_choice(torch.cat([network, ridge], 1), rho, pessimism=1.0,
-                                                 min_propensity=config.arm_choice_min_propensity).numpy()),
-           "ridge safe β=0": score(safe_arm_choice(ridge, rho, pessimism=0.0,
-                                                   min_propensity=config.arm_choice_min_propensity).numpy()),
+           "mix safe β=1": safe(torch.cat([network, ridge], 1), 1.0), "ridge safe β=0": safe(ridge, 0.0),
            "source ridge": float(int(module.arm_value_source) == ridge_values.RIDGE)}
     for beta in (0.0, 0.5, 1.0):
-        choice = safe_arm_choice(values, rho, pessimism=beta, min_propensity=config.arm_choice_min_propensity)
-        out[f"safe β={beta:g}"] = score(choice.numpy())
+        out[f"safe β={beta:g}"] = safe(values, beta)
     for key in ("arm_choice_dr_improvement", "arm_choice_dr_lower_bound"):
         if key not in stats:
             continue
