@@ -11,7 +11,8 @@
 
 ``run`` appends one record per (suite, regime, method, seed) to ``benchmarks/results/store.jsonl``
 and skips keys already there (rerun the same command to resume; ``--force`` reruns). ``report``
-writes markdown tables (stdout and ``benchmarks/results/<suite>_suite[_quick].md``) and a PNG plot.
+writes markdown tables (stdout and ``benchmarks/results/<suite>_suite[_quick].md``, or beside another
+``--store``) and a PNG plot.
 See ``benchmarks/harness/suites.py`` (player-platform) and ``benchmarks/harness/mujoco.py`` for the
 protocols and the budgets.
 """
@@ -74,6 +75,19 @@ def _run_jobs(argv: list[str], jobs: int) -> None:
         raise SystemExit(f"--jobs: shard(s) {failed} of {jobs} failed; rerun the same command to resume")
 
 
+OUT_DIR_HELP = ("where the report's .md and .png go (default: benchmarks/results/ for the default store, "
+                "else the --store file's folder, so another store's report never overwrites the suite's tables)")
+
+
+def _out_dir(args: argparse.Namespace) -> pathlib.Path:
+    """``--out-dir``, else the results folder for the default store and the store's own folder for
+    any other (a measurement of an option must not replace the published tables)."""
+    if args.out_dir is not None:
+        return pathlib.Path(args.out_dir)
+    store = pathlib.Path(args.store)
+    return RESULTS if store.resolve() == pathlib.Path(DEFAULT_STORE).resolve() else store.parent
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--store", default=str(DEFAULT_STORE), help="the JSON-lines result store")
@@ -90,17 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--force", action="store_true", help="rerun keys already in the store")
     run.add_argument("--jobs", type=int, default=1,
                      help="player-platform: run the (regime, seed) datasets in this many processes side by "
-                          "side, one core each (2 on this machine: the whole suite in ~1.2 h instead of ~2.2 h)")
+                          "side, one core each (2 on this machine; BENCHMARKS.md gives the suite's measured time)")
     run.add_argument("--shard", default=None, metavar="I/N", help=argparse.SUPPRESS)  # one --jobs process
     run.add_argument("--no-report", action="store_true")
-    run.add_argument("--out-dir", default=str(RESULTS), help="where the report's .md and .png go")
+    run.add_argument("--out-dir", default=None, help=OUT_DIR_HELP)
     run.add_argument("--fastq-training", nargs="+", default=[], metavar="KEY=VALUE",
                      help="player-platform: FAST-Q settings on top of its defaults, e.g. arm_choice_pessimism=1 "
                           "(values read as JSON, else as strings); recorded in each record's budget. Use "
                           "another --store: the records keep the method's name")
     rep = sub.add_parser("report", help="tables and plots from the store")
     rep.add_argument("--suite", default=suites.PLAYER_PLATFORM, choices=list(SUITES))
-    rep.add_argument("--out-dir", default=str(RESULTS), help="where the .md and .png go")
+    rep.add_argument("--out-dir", default=None, help=OUT_DIR_HELP)
     rep.add_argument("--budget", choices=sorted(suites.BUDGETS), default="full")
     sub.add_parser("list", help="the suites and their registered methods")
     args = parser.parse_args(argv)
@@ -113,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  (mujoco, imported records only, not run: {', '.join(mujoco.IMPORTED_ONLY)})")
         return 0
     if args.cmd == "report":
-        _report(store, args.suite, args.budget, pathlib.Path(args.out_dir))
+        _report(store, args.suite, args.budget, _out_dir(args))
         return 0
     registry = SUITES[args.suite]
     methods = args.methods or list(registry)
@@ -146,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                          budget=args.budget, force=args.force, store=store, command=command, shard=shard,
                          budget_detail=detail)
     if not args.no_report:
-        _report(store, args.suite, args.budget, pathlib.Path(args.out_dir))
+        _report(store, args.suite, args.budget, _out_dir(args))
     return 0
 
 

@@ -120,6 +120,18 @@ def test_jobs_starts_one_shard_process_per_job_with_the_same_command(monkeypatch
                          c[c.index("--shard") + 1], "--no-report"]
 
 
+def test_another_stores_report_goes_beside_it_not_over_the_suite_tables(tmp_path, monkeypatch):
+    import benchmarks.__main__ as cli
+
+    written = []
+    monkeypatch.setattr(cli, "_report", lambda store, suite, budget, out: written.append(out))
+    other = tmp_path / "option" / "S.jsonl"
+    cli.main(["--store", str(other), "report"])
+    cli.main(["report"])
+    cli.main(["--store", str(other), "report", "--out-dir", str(tmp_path / "mine")])
+    assert written == [other.parent, cli.RESULTS, tmp_path / "mine"]
+
+
 def test_fastq_training_settings_go_into_a_copy_of_the_budget():
     detail = suites.with_fastq_training("full", ["arm_choice_pessimism=1", "arm_value_model=ridge",
                                                  "arm_choice_check=true"])
