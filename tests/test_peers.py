@@ -96,6 +96,34 @@ def test_the_peers_venv_is_created_once_on_first_use(tmp_path):
     assert (tmp_path / "runs").read_text().count("run") == 1  # the second call found it
 
 
+def test_a_second_job_waits_for_the_venv_to_be_finished_not_for_its_interpreter(tmp_path):
+    import threading
+
+    from benchmarks.peers.policy import ensure_peers_venv
+
+    # The stand-in creates the interpreter first and the packages a moment later, like setup.sh.
+    setup = tmp_path / "setup.sh"
+    setup.write_text('mkdir -p "$FASTQ_PEERS_VENV/bin" && touch "$FASTQ_PEERS_VENV/bin/python"\n'
+                     'sleep 1 && touch "$FASTQ_PEERS_VENV/numpy"\n')
+    venv = tmp_path / "venv"
+    found = []
+
+    def job():
+        ensure_peers_venv(venv, setup)
+        found.append((venv / "numpy").exists())
+
+    jobs = [threading.Thread(target=job) for _ in range(2)]
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join()
+    assert found == [True, True]
+    (venv / "numpy").unlink()
+    (venv / ".fastq-peers-ready").unlink()  # a half-built venv (interpreter, no marker) is built again
+    ensure_peers_venv(venv, setup)
+    assert (venv / "numpy").exists()
+
+
 def test_a_failed_peers_venv_set_up_says_so_with_its_output(tmp_path):
     from benchmarks.peers.policy import ensure_peers_venv
 

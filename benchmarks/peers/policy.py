@@ -36,11 +36,18 @@ def peers_python(venv: str | os.PathLike[str] | None = None) -> Path:
     return root / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
 
+#: Written into the venv when the set-up script has finished: the venv is ready to run the peers.
+READY_MARKER = ".fastq-peers-ready"
+
+
 def ensure_peers_venv(venv: str | os.PathLike[str] | None = None, setup: Path = SETUP_SCRIPT) -> Path:
     """The peers' interpreter (:func:`peers_python`), creating the venv with ``setup`` (``bash
     benchmarks/peers/setup.sh``, idempotent) when it does not exist yet, so the suite's command
     runs the d3rlpy peers from a clean clone. A file lock beside the venv keeps two ``--jobs``
-    processes from building it at once.
+    processes from building it at once, and the venv counts as ready only once the script has
+    finished (a marker file, :data:`READY_MARKER`): its interpreter exists from the script's first
+    step, long before d3rlpy is installed, and a second process that took that for ready ran the
+    peers in a venv without numpy.
 
     Raises:
         PeerTrainingError: the set-up script failed (its output's tail is in the message).
@@ -48,19 +55,21 @@ def ensure_peers_venv(venv: str | os.PathLike[str] | None = None, setup: Path = 
     import fcntl
 
     py = peers_python(venv)
-    if py.exists():
-        return py
     root = py.parent.parent
+    ready = root / READY_MARKER
+    if ready.exists():
+        return py
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f".{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not py.exists():  # another process may have built it while this one waited
+        if not ready.exists():  # another process may have built it while this one waited
             print(f"creating the d3rlpy peers' venv {root} (bash {setup}; once)", flush=True)
             proc = subprocess.run(["bash", str(setup)], capture_output=True, text=True, check=False,
                                   env={**os.environ, "FASTQ_PEERS_VENV": str(root)})
             if proc.returncode != 0 or not py.exists():
                 raise PeerTrainingError(f"creating the peers' venv with `bash {setup}` failed (exit "
                                         f"{proc.returncode}):\n{_tail(proc.stdout + proc.stderr)}")
+            ready.write_text(f"bash {setup} finished\n")
     return py
 
 
