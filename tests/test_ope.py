@@ -241,3 +241,20 @@ def test_cli_explain_writes_a_png(tiny_checkpoint, tmp_path, capsys):
     assert "chosen arm" in text and "routed arm" in text and f"png: {png}" in text
     assert main(["explain", tiny_checkpoint, "--obs", "[1, 2]"]) == 2  # wrong size: one-line error
     assert "expected" in capsys.readouterr().err
+
+
+def test_validation_summaries_judge_rules_against_their_truth_as_logged():
+    from benchmarks.ope_validation import summaries
+
+    def row(policy, est, truth, as_logged=None, kind="rule"):
+        r = {"regime": "r", "seed": 0, "policy": policy, "estimate": est, "ci": [est - 0.5, est + 0.5],
+             "truth": truth, "truth_se": 0.1, "kind": kind}
+        if as_logged is not None:
+            r.update(truth_as_logged=as_logged, truth_as_logged_se=0.1)
+        return r
+
+    rows = [row("arm a", 9.0, 10.0, 9.0), row("arm b", 4.4, 5.0, 4.4), row("learned", 8.0, 10.0, kind="learned")]
+    served, logged = summaries(rows)["all"], summaries(rows, "truth_as_logged")["all"]
+    assert served["mean_relative_error"] == pytest.approx((0.1 + 0.12 + 0.2) / 3)
+    assert logged["mean_relative_error"] == pytest.approx((0.0 + 0.0 + 0.2) / 3)  # the learned row keeps its truth
+    assert served["coverage"] == pytest.approx(0.0) and logged["coverage"] == pytest.approx(2 / 3)

@@ -258,3 +258,20 @@ def test_routers_log_exact_propensities_and_match_their_regime():
     low = Router("low-overlap").probabilities({"static": np.array([1, 0, 0, .5, 0, 0, 0])})
     np.testing.assert_allclose(low, [0.05 / 3, 1 - 0.05 + 0.05 / 3, 0.05 / 3])
 
+
+
+def test_with_logging_noise_adds_the_logs_gaussian_noise_and_clips():
+    from rllib_fastq.envs.arms import WithLoggingNoise
+
+    def constant(obs):
+        return np.array([0.0, 0.95, -0.5], np.float32)
+
+    noisy = WithLoggingNoise(constant, 0.15, seed=3)
+    actions = np.stack([noisy(None) for _ in range(4000)])
+    assert actions.max() <= 1.0 and actions[:, 1].max() == 1.0  # 0.95 + noise is clipped at the bound
+    assert abs(actions[:, 0].std() - 0.15) < 0.01 and abs(actions[:, 2].mean() + 0.5) < 0.01
+    again = WithLoggingNoise(constant, 0.15, seed=3)
+    assert np.array_equal(again(None), actions[0])  # seeded
+    assert np.array_equal(WithLoggingNoise(constant, 0.0)(None), constant(None))
+    with pytest.raises(ValueError, match="noise"):
+        WithLoggingNoise(constant, -0.1)

@@ -63,6 +63,22 @@ class ArmPolicy:
         return arm_actions(as_dict_obs(obs, self.layout), num_arms=self.k + 1)[self.k]
 
 
+class WithLoggingNoise:
+    """``policy`` as the logs carry it: its action plus the generator's ``N(0, noise²)`` logging
+    noise, clipped to the bounds. Off-policy estimates from the logs value this (the arms as they
+    were run), not the noise-free rule that the online evaluation serves."""
+
+    def __init__(self, policy: Any, noise: float, seed: int = 0):
+        if noise < 0:
+            raise ValueError(f"noise: expected a standard deviation >= 0, got {noise}.")
+        self.policy, self.noise = policy, float(noise)
+        self.rng = np.random.default_rng([seed, 23])
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        action = np.asarray(self.policy(obs), np.float32)
+        return np.clip(action + self.noise * self.rng.standard_normal(action.shape), -1.0, 1.0).astype(np.float32)
+
+
 class SegmentOraclePolicy:
     """Per-segment oracle: the arm that is best for the player's observed segment."""
 
