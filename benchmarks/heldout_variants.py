@@ -1,6 +1,8 @@
 """Held-out check of FAST-Q's defaults (issue 34) on logs that were never used to choose them.
 
     python -m benchmarks.heldout_variants --seeds 2
+    python -m benchmarks.heldout_variants --variants four-arms-feature-rule --fastq-training \
+        arm_choice_pessimism=1 --out /tmp/option.json     # a FAST-Q option (as the suite's --fastq-training)
 
 The suite's regimes (``benchmarks.harness.suites``) are where the defaults were measured. These
 variants change what the defaults never saw: the number of arms (the fourth, "balanced", arm), the
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.harness.registry import REGISTRY, DatasetHandle
-from benchmarks.harness.suites import DATA_CACHE, FULL
+from benchmarks.harness.suites import DATA_CACHE, FULL, with_fastq_training
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "four-arms-feature-rule": {"routing": "feature-rule", "overlap": 0.1, "env": {"num_arms": 4}},
@@ -59,15 +61,16 @@ def score(policy: Any, env: dict[str, Any]) -> float:
     return float(evaluate_policy(policy, env, num_episodes=FULL["episodes"], seed=FULL["eval_seed"])["mean_return"])
 
 
-def run_variant(name: str, seed: int) -> dict[str, float]:
-    """Every arm and every method of ``METHODS`` on one variant and seed: name → mean return."""
+def run_variant(name: str, seed: int, budget: dict[str, Any] = FULL,
+                methods: tuple[str, ...] = METHODS) -> dict[str, float]:
+    """Every arm and every method of ``methods`` on one variant and seed: name → mean return."""
     from rllib_fastq.envs import ARM_NAMES, ArmPolicy
 
     ds, env = variant_dataset(name, seed)
     out = {f"arm {ARM_NAMES[k]}": score(ArmPolicy(k, ds.layout), env) for k in range(ds.num_arms)}
-    for method in METHODS:
+    for method in methods:
         t = time.perf_counter()
-        trained = REGISTRY[method].fn(ds, seed, FULL)
+        trained = REGISTRY[method].fn(ds, seed, budget)
         try:
             out[method] = score(trained.policy, env)
         finally:
@@ -97,7 +100,13 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--fastq-training", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="FAST-Q settings on top of its defaults (as `python -m benchmarks run "
+                             "--fastq-training`); give another --out")
     args = parser.parse_args()
+    if args.fastq_training and pathlib.Path(args.out).resolve() == OUT:
+        parser.error("--fastq-training: give another --out (the published results are the defaults')")
+    budget = with_fastq_training("full", args.fastq_training) or FULL
     import ray
     import torch
 
@@ -107,10 +116,10 @@ def main() -> None:
     init_local_ray(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     results: dict[str, dict[int, dict[str, float]]] = {}
     for name in args.variants:
-        results[name] = {seed: run_variant(name, seed) for seed in range(args.seeds)}
+        results[name] = {seed: run_variant(name, seed, budget) for seed in range(args.seeds)}
     ray.shutdown()
     pathlib.Path(args.out).write_text(json.dumps(
-        {"variants": VARIANTS, "budget": FULL, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        {"variants": VARIANTS, "budget": budget, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
          "results": results}, indent=1, default=str))
     print(table(results))
 

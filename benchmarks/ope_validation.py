@@ -34,13 +34,10 @@ observation (or the module's arm values with ``--checkpoint``). Prints a markdow
 95 % CI, truth ± its standard error, covered?) and the summary: Spearman rank correlation, mean
 relative error and CI coverage over the policies.
 
-Two truths for the rules (arms, segment rules, the logged routing): ``truth``, the rule's
-deterministic action as the suite serves it, and ``truth as logged``, the same rule with the
-generator's logging noise on its actions (``rllib_fastq.envs.arms.WithLoggingNoise``, the same
-players), which is what the logs hold and so what the DR and the logged mean estimate. The noise
-costs each arm and the routing 5-7 % of its value here, so against ``truth`` every rule's estimate
-runs low by that much. The learned policies are served as they are (one truth). Each truth is itself
-a mean over ``eval_episodes`` players (its s.e. is shown), so coverage is judged against a noisy target.
+Two truths per rule (arms, segment rules, routing): ``truth``, the noise-free rule the suite serves,
+and ``truth as logged``, the rule with the logs' action noise (``envs.arms.WithLoggingNoise``, same
+players): what the logs hold, so what the DR and the logged mean estimate (the noise costs 4-8 %).
+Learned policies have one truth. Each truth is a mean over ``eval_episodes`` players (s.e. shown).
 """
 
 from __future__ import annotations
