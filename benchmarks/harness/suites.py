@@ -9,9 +9,10 @@ dataset with seed ``s`` and its FINAL policy is scored online in the simulator o
 players seeded ``EVAL_SEED``, ``EVAL_SEED + 1``, ... (the same players for every method and every
 dataset: common random numbers; disjoint from the data seeds 0..5 and the cards' players).
 
-Budgets (``BUDGETS``). ``full`` is sized so that the whole suite (5 regimes × 5 seeds × the 19
-methods) runs in about 2 hours on the 2-core machine with ``--jobs 2`` (two processes, each taking
-every other (regime, seed) dataset; one process alone needs ~2.2 h on a quiet machine):
+Budgets (``BUDGETS``). ``full`` was sized for the whole suite (5 regimes × 5 seeds × the 19
+methods) to run in about 2 hours on the 2-core machine with ``--jobs 2`` (two processes, each taking
+every other (regime, seed) dataset). Measured from a clean clone it takes ~2.3 h (676 s of wall time
+per cell, two cells side by side; BENCHMARKS.md "Cost per run"), a third of it the reference preset:
 
 - evaluation: 200 held-out players per run; the cards measure their reference values on 200 other
   players (``quick``: 20 players per run);
