@@ -61,14 +61,13 @@ def score(policy: Any, env: dict[str, Any]) -> float:
     return float(evaluate_policy(policy, env, num_episodes=FULL["episodes"], seed=FULL["eval_seed"])["mean_return"])
 
 
-def run_variant(name: str, seed: int, budget: dict[str, Any] = FULL,
-                methods: tuple[str, ...] = METHODS) -> dict[str, float]:
-    """Every arm and every method of ``methods`` on one variant and seed: name → mean return."""
+def run_variant(name: str, seed: int, budget: dict[str, Any] = FULL) -> dict[str, float]:
+    """Every arm and every method of ``METHODS`` on one variant and seed: name → mean return."""
     from rllib_fastq.envs import ARM_NAMES, ArmPolicy
 
     ds, env = variant_dataset(name, seed)
     out = {f"arm {ARM_NAMES[k]}": score(ArmPolicy(k, ds.layout), env) for k in range(ds.num_arms)}
-    for method in methods:
+    for method in METHODS:
         t = time.perf_counter()
         trained = REGISTRY[method].fn(ds, seed, budget)
         try:
