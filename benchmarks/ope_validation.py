@@ -150,7 +150,7 @@ def validate_regime(routing: str, seed: int, *, episodes: int, eval_episodes: in
                                                   n_boot=n_boot, seed=seed), t["mean_return"], t["sem_return"],
             **as_logged(SegmentOraclePolicy(mapping, layout)))
     t = online["logged_routing"]
-    router = Router(card["routing"]["name"], num_arms=k, overlap=card["routing"]["overlap"])
+    router = Router.from_card(card, k)
     add(f"logged routing ({routing})", ope.logged_value(ep.returns, n_boot=n_boot, seed=seed),
         t["mean_return"], t["sem_return"], estimator="logged mean",
         **as_logged(RoutingPolicy(router, layout, seed=online["eval_seed"])))

@@ -257,7 +257,9 @@ def test_routers_log_exact_propensities_and_match_their_regime():
     assert np.mean(mis.policy_id[casual] == 1) > 0.7       # casual → competitive (wrong for them)
     low = Router("low-overlap").probabilities({"static": np.array([1, 0, 0, .5, 0, 0, 0])})
     np.testing.assert_allclose(low, [0.05 / 3, 1 - 0.05 + 0.05 / 3, 0.05 / 3])
-
+    # The router a dataset card names is rebuilt from it (the benchmark's logged routing, the OPE).
+    card = {"routing": {"name": "low-overlap", "overlap": 0.05}}
+    assert Router.from_card(card, 4) == Router("low-overlap", num_arms=4, overlap=0.05)
 
 
 def test_with_logging_noise_adds_the_logs_gaussian_noise_and_clips():

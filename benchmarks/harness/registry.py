@@ -132,8 +132,7 @@ _register_arms()
 def logged_routing(ds: DatasetHandle, seed: int, budget: dict[str, Any]) -> Trained:
     from rllib_fastq.envs import Router, RoutingPolicy
 
-    r = ds.card["routing"]
-    router = Router(r["name"], num_arms=ds.num_arms, overlap=r["overlap"])
+    router = Router.from_card(ds.card, ds.num_arms)
     return Trained(RoutingPolicy(router, ds.layout, seed=budget["eval_seed"] + seed),
                    {"card_value": ds.card["online"]["logged_routing"]["mean_return"]})
 

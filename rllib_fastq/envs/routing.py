@@ -73,6 +73,11 @@ class Router:
         if not 1 <= self.num_arms <= 4:
             raise ValueError(f"num_arms: expected 1..4 rule-based arms, got {self.num_arms}.")
 
+    @classmethod
+    def from_card(cls, card: dict[str, Any], num_arms: int) -> Router:
+        """The router a dataset card's ``routing`` entry (``{"name", "overlap"}``) describes."""
+        return cls(card["routing"]["name"], num_arms=num_arms, overlap=card["routing"]["overlap"])
+
     @property
     def share_randomised(self) -> float:
         """The randomised share in force (the regime's default unless ``overlap`` is given)."""
