@@ -39,7 +39,7 @@ from rllib_fastq.data import schema
 from rllib_fastq.data.columnar import configure_streaming
 from rllib_fastq.data_setup import InMemoryOfflineData, infer_spaces, prepare_offline_data
 from rllib_fastq.defaults import MODEL_DEFAULTS
-from rllib_fastq.fastq_learner import ADVERSARY_TARGETS, POLICY_SAMPLING
+from rllib_fastq.fastq_learner import ADVERSARY_TARGETS, EXPERT_LOSSES, POLICY_SAMPLING
 from rllib_fastq.torch.eval_loss import offline_eval_loss
 
 logger = logging.getLogger(__name__)
@@ -158,6 +158,10 @@ class FastQConfig(AlgorithmConfig):
         # -- optimisation --
         #: Learning rate of the trunk and expert heads ("experts" optimizer).
         self.expert_lr = 3e-4
+        #: How the experts clone their arm's logged actions: "mse" (the conditional mean) or "l1"
+        #: (the conditional median: with symmetric logging noise clipped at the action bounds, the
+        #: arm's own action, where the mean is pulled inwards by the clip). losses.expert_loss.
+        self.expert_loss = "mse"
         #: Learning rate of the BR layer and the adversary ("balancer" optimizer).
         self.balancer_lr = 3e-4
         #: Learning rate of the twin critic ("critic" optimizer).
@@ -301,6 +305,7 @@ class FastQConfig(AlgorithmConfig):
         decomposition_detach_q: bool | None = NotProvided,
         critic_decomposition: str | None = NotProvided,
         expert_lr: float | None = NotProvided,
+        expert_loss: str | None = NotProvided,
         balancer_lr: float | None = NotProvided,
         critic_lr: float | None = NotProvided,
         actor_lr: float | None = NotProvided,
@@ -454,6 +459,8 @@ class FastQConfig(AlgorithmConfig):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0:
                 err(f"`{name}` must be a number >= 0, got {v!r}.")
+        if self.expert_loss not in EXPERT_LOSSES:
+            err(f"`expert_loss` must be one of {EXPERT_LOSSES}, got {self.expert_loss!r}.")
         if self.arm_value_model not in ARM_VALUE_MODELS:
             err(f"`arm_value_model` must be one of {ARM_VALUE_MODELS}, got {self.arm_value_model!r}.")
         if self.arm_value_model == "ridge" and self.arm_choice_at != "arrival":

@@ -21,6 +21,7 @@ from ray.rllib.utils.metrics import (
 
 ADVERSARY_TARGETS = ("expert_index", "logged_policy")
 POLICY_SAMPLING = ("inverse_frequency", "uniform", "prediction_histogram")
+EXPERT_LOSSES = ("mse", "l1")
 
 FASTQ_COUNTERS = "fastq_counters"
 PHASE = "phase"

@@ -129,6 +129,7 @@ def test_ray_data_streaming_path_carries_fastq_columns(ray_session, synthetic_pa
     ("max_exploration", 1.5, "`max_exploration` must lie in [0, 1]"),
     ("policy_sampling", "weird", "`policy_sampling` must be one of"),
     ("arm_choice_at", "sometimes", "`arm_choice_at` must be one of"),
+    ("expert_loss", "l2", "`expert_loss` must be one of"),
     ("reward_component_names", ["x"], "`reward_component_names` has 1 names"),
 ])
 def test_config_validation_names_the_field(synthetic_path, field, value, message):

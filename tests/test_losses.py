@@ -21,6 +21,22 @@ def test_expert_loss_masks_unknown_arms_and_averages_per_arm():
     assert total.item() == pytest.approx(11.5)
 
 
+def test_expert_loss_l1_is_the_absolute_error_and_fits_the_median_of_clipped_noise():
+    a_hat = torch.tensor([[[0.0, 1.0]], [[2.0, 0.0]]])  # B=2, K=1, d=2
+    targets = torch.tensor([[[1.0, 1.0]], [[0.0, -1.0]]])
+    mask = torch.ones(2, 1, dtype=torch.bool)
+    total, _ = losses.expert_loss(a_hat, targets, mask, kind="l1")
+    assert total.item() == pytest.approx(((1 + 0) / 2 + (2 + 1) / 2) / 2)  # (0.5 + 1.5) / 2
+    # An action 0.95 logged with N(0, 0.15²) noise clipped to [-1, 1]: the squared error's minimiser
+    # (the mean) is pulled inwards by the clip, the absolute error's (the median) is the action.
+    logged = torch.clamp(0.95 + 0.15 * torch.randn(20_000, generator=torch.Generator().manual_seed(0)), -1, 1)
+    grid = torch.linspace(0.85, 1.0, 151)
+    fit = {kind: grid[torch.stack([losses.expert_loss(g.expand(len(logged), 1, 1), logged[:, None, None],
+                                                      torch.ones(len(logged), 1, dtype=torch.bool), kind=kind)[0]
+                                   for g in grid]).argmin()].item() for kind in ("mse", "l1")}
+    assert fit["l1"] == pytest.approx(0.95, abs=0.005) and fit["mse"] < 0.935
+
+
 def test_expert_loss_row_weights():
     a_hat = torch.tensor([[[0.0]], [[2.0]]])
     targets = torch.zeros(2, 1, 1)

@@ -290,7 +290,7 @@ class FastQTorchLearner(TorchLearner, FastQLearner):
         weights = self._phase1_row_weights(batch)
         k = config.num_policies
         l_exp, per_arm = losses.expert_loss(fwd_out[EXPERT_ACTION_PREDS], batch[schema.EXPERT_ACTIONS],
-                                            batch[schema.EXPERT_ACTIONS_MASK], weights)
+                                            batch[schema.EXPERT_ACTIONS_MASK], weights, kind=config.expert_loss)
         for arm in range(k):
             self._log_mean(f"expert_loss_{arm}", per_arm[arm])
         self._log_mean("expert_loss", l_exp)

@@ -19,16 +19,18 @@ def _wmean(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
 
 
 def expert_loss(a_hat: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
-                weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                weights: torch.Tensor | None = None, kind: str = "mse") -> tuple[torch.Tensor, torch.Tensor]:
     """Behaviour cloning of every arm where its action is known.
 
-        L_expert = Σ_k  Σ_i m_ik w_i ||â_k(s_i) − target_ik||² / d  /  Σ_i m_ik w_i
+        L_expert = Σ_k  Σ_i m_ik w_i ||â_k(s_i) − target_ik||² / d  /  Σ_i m_ik w_i     ("mse")
 
-    ``target_ik`` is ``expert_actions[i, k]`` or, for k = policy_id_i, the logged action.
+    ``target_ik`` is ``expert_actions[i, k]`` or, for k = policy_id_i, the logged action. ``kind``
+    "l1" puts ``||·||_1`` in place of ``||·||²`` (the conditional median, FastQConfig.expert_loss).
     Returns the total and the per-arm terms [K] (zero for an arm with no known row).
     """
     w = mask.float() if weights is None else mask.float() * weights[:, None]
-    sq = (a_hat - targets).pow(2).mean(-1)  # [B, K]
+    diff = a_hat - targets
+    sq = (diff.abs() if kind == "l1" else diff.pow(2)).mean(-1)  # [B, K]
     per_arm = (sq * w).sum(0) / w.sum(0).clamp_min(1e-8)
     return per_arm.sum(), per_arm
 
