@@ -11,7 +11,8 @@ copy of the arriving player's simulator state, common random numbers across arms
 values of ``benchmarks.counterfactual``). Reported: top-1 accuracy of the arm values' mean
 (``arm_choice="greedy"``) and of the safe choice, the chance level, and the safe choice's regret
 (true value of the best arm minus that of the chosen one), beside the same two numbers for the
-direct-method chooser fitted on the same logs.
+direct-method chooser fitted on the same logs, and the truth's own top-1: how often a second,
+independent truth (other rollout seeds) names the same best arm, the ceiling its noise leaves.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def main() -> None:
     init_local_ray(num_cpus=2, log_to_driver=False)
     states = make_states(args.states, seed=20_000, max_t=0)  # arriving players: no history yet
     truth = true_values(states, gamma=1.0, rollouts=args.rollouts, seed=7)["switch"]
+    replica = true_values(states, gamma=1.0, rollouts=args.rollouts, seed=1007)["switch"]
+    truth_top1 = float(np.mean(replica.argmax(1) == truth.argmax(1)))
     for regime in args.regimes:
         ds = player_platform_dataset(regime, args.seed, FULL)
         b = FULL["fastq"]
@@ -80,7 +83,8 @@ def main() -> None:
                 .debugging(seed=args.seed)).build_algo()
         for _ in range(b["iterations"]):
             algo.train()
-        result = {"regime": regime, "seed": args.seed, **evaluate_ranking(algo.get_module(), states, truth),
+        result = {"regime": regime, "seed": args.seed, "top1_truth_replica": truth_top1,
+                  **evaluate_ranking(algo.get_module(), states, truth),
                   **direct_method_ranking(ds.train, states, truth)}
         algo.stop()
         print(json.dumps(result), flush=True)
