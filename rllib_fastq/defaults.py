@@ -27,7 +27,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "arm_value_ensemble": 5,
     "arm_value_decomposition": False,
     "critic_decomposition": "bellman",  # reference "softmax" (FastQConfig.critic_decomposition)
-    "arm_choice_pessimism": 0.0,  # per-player pessimism cost 0.22 on average (docs §8 (m)); an option
+    "arm_choice_pessimism": 1.0,  # until the logs confirm β = 0 (arm_choice_check; docs §8 (n))
     "arm_choice_min_propensity": 0.002,
     "arm_choice_at": "arrival",
     "serve_action": "auto",  # "expert" with several arms, "actor" with one

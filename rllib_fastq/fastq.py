@@ -156,8 +156,9 @@ class FastQConfig(AlgorithmConfig):
         self.critic_decomposition = MODEL_DEFAULTS["critic_decomposition"]
 
         # -- optimisation --
-        #: Learning rate of the trunk and expert heads ("experts" optimizer).
-        self.expert_lr = 3e-4
+        #: Learning rate of the trunk and expert heads ("experts" optimizer). 1e-3: the arms' clones
+        #: are what is served, and phase 1 is short (docs/algorithm.md §8 (n)); reference 3e-4.
+        self.expert_lr = 1e-3
         #: How the experts clone their arm's logged actions: "mse" (the conditional mean) or "l1"
         #: (the conditional median: with symmetric logging noise clipped at the action bounds, the
         #: arm's own action, where the mean is pulled inwards by the clip). losses.expert_loss.
@@ -201,21 +202,22 @@ class FastQConfig(AlgorithmConfig):
         self.arm_value_hiddens: list[int] = copy.deepcopy(MODEL_DEFAULTS["arm_value_hiddens"])
         #: Ensemble members of the arm values; their spread is the arm choice's uncertainty.
         self.arm_value_ensemble = MODEL_DEFAULTS["arm_value_ensemble"]
-        #: β: the "safe" choice ranks arms by mean − β · std over the ensemble (with
-        #: `arm_choice_check`: until the logs confirm that the choice at β = 0 beats the one at β).
-        #: Default 0: over 11 (regime, seed) cells β = 1 chose arms worth 0.22 less on average, by
-        #: sending players back to a routed arm that was wrong for them (docs/algorithm.md §8 (m)).
+        #: β: the "safe" choice ranks arms by mean − β · std over the ensemble, with `arm_choice_check`
+        #: until the logs confirm that the choice at β = 0 beats the one at β. A fixed β did not carry
+        #: across arm counts and overlaps (β = 0 lost 0.27 with four arms, β = 1 up to 1.18 with 5 %
+        #: overlap); with the check it is 1 until the logs say otherwise (docs/algorithm.md §8 (n)).
         self.arm_choice_pessimism = MODEL_DEFAULTS["arm_choice_pessimism"]
         #: With β > 0: after the arm values train, estimate from the logs (doubly robust: the
         #: logged propensities, or the routing model's, and out-of-bag arm values) how much the
         #: choice at β = 0 improves on the choice at β, paired per player; if the one-sided lower
         #: confidence bound (`arm_choice_check_confidence`) is above zero, drop the pessimism.
-        #: Off by default (§8 (k)). rllib_fastq.counterfactual.policy_check.
-        self.arm_choice_check = False
-        #: 0.8, not 0.95: with 5 % randomised players the inverse-propensity terms (weights up to
-        #: ~60) leave the estimate a standard error of ~2 on a true improvement of ~5, and at 0.95
-        #: the check failed on 2 of 5 low-overlap seeds whose estimates were +3 (docs §8 (k)).
-        self.arm_choice_check_confidence = 0.8
+        #: On by default since §8 (n). rllib_fastq.counterfactual.policy_check.
+        self.arm_choice_check = True
+        #: 0.5: the paired estimate itself must be positive. With 5 % randomised players the
+        #: inverse-propensity terms (weights up to ~60) leave it a standard error of ~2; at 0.8 the
+        #: check kept the pessimism on 3 of 5 low-overlap seeds (mean 9.67 against 9.81 at 0.5), at
+        #: 0.95 it failed where the estimates were +3 (docs §8 (k), (n)).
+        self.arm_choice_check_confidence = 0.5
         #: Arms the routing model gives less probability than this here are not chosen ("safe"):
         #: the data's support. Mid-episode, the history tells which arm served the player and the
         #: other arms' values there are extrapolations; this keeps the player on their arm (0
@@ -347,10 +349,11 @@ class FastQConfig(AlgorithmConfig):
         arm makes the actor's exploration target the average of the arms. It also restores the
         reference's LSTM dropout (0.1; our default 0 keeps the fused LSTM kernel) and the balancing
         adversary's gradient reversal (λ = 0.1; our default 0: it degraded the arms' clones), and
-        chooses the arm at every step (ours: on arrival, then the player stays on it)."""
+        chooses the arm at every step (ours: on arrival, then the player stays on it), with the
+        paper's learning rate for the experts (3e-4; ours 1e-3)."""
         return self.training(arm_choice="critic", exploration_arm="uniform", serve_action="actor",
                              lstm_dropout=0.1, grl_lambda=0.1, arm_choice_at="every_step",
-                             critic_decomposition="softmax")
+                             critic_decomposition="softmax", expert_lr=3e-4)
 
     # -- RLlib hooks ------------------------------------------------------------------------
 

@@ -94,8 +94,10 @@ def test_default_best_arm_is_the_safe_choice_over_arm_values(ray_session, synthe
     out = module.explain(obs, "best")
     with torch.no_grad():
         values, rho = module.arm_value_estimates(obs)
-    assert module.arm_choice_pessimism == 0.0  # the default: no per-player pessimism (docs §8 (m))
-    expected = safe_arm_choice(values, rho, pessimism=0.0, min_propensity=0.002)
+    # The default β is 1 until the logs confirm that β = 0 chooses better (docs §8 (n)).
+    assert module.arm_choice_pessimism == 1.0
+    beta = 0.0 if bool(module.arm_choice_confirmed) else 1.0
+    expected = safe_arm_choice(values, rho, pessimism=beta, min_propensity=0.002)
     assert torch.equal(out["policy_id"], expected)
     assert out["arm_values"].shape == (50, 3) and torch.allclose(out["routing_probabilities"].sum(-1),
                                                                    torch.ones(50))
