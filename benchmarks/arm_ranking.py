@@ -12,7 +12,9 @@ values of ``benchmarks.counterfactual``). Reported: top-1 accuracy of the arm va
 (``arm_choice="greedy"``) and of the safe choice, the chance level, and the safe choice's regret
 (true value of the best arm minus that of the chosen one), beside the same two numbers for the
 direct-method chooser fitted on the same logs, and the truth's own top-1: how often a second,
-independent truth (other rollout seeds) names the same best arm, the ceiling its noise leaves.
+independent truth (other rollout seeds) names the same best arm, the ceiling its noise leaves. What
+the logs hold per observed segment and arm (players, mean episode return) is printed with it: an
+arm's value for a segment the router rarely sent to it rests on that many players.
 """
 
 from __future__ import annotations
@@ -56,6 +58,21 @@ def direct_method_ranking(train: str, states: list[dict], truth: np.ndarray) -> 
             "regret_direct_method": float(np.mean(truth[rows, best] - truth[rows, chosen]))}
 
 
+def logged_slices(train: str, static_dim: int) -> dict[str, list[list[float]]]:
+    """Logged players per (observed segment, arm) and their mean episode return, ``[3][K]`` each."""
+    import pandas as pd
+
+    df = pd.read_parquet(train, columns=["obs", "rewards", "eps_id", "t", "policy_id"])
+    returns = df.groupby("eps_id")["rewards"].sum()
+    first = df[df["t"] == 0].set_index("eps_id")
+    segment = np.stack(first["obs"].values)[:, -static_dim:][:, :3].argmax(1)  # the one-hot's first 3 columns
+    arm, ret = first["policy_id"].to_numpy(), returns.loc[first.index].to_numpy()
+    k = int(arm.max()) + 1
+    cells = [[(segment == g) & (arm == a) for a in range(k)] for g in range(3)]
+    return {"players": [[int(c.sum()) for c in row] for row in cells],
+            "mean_return": [[round(float(ret[c].mean()), 2) if c.any() else None for c in row] for row in cells]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--regimes", nargs="+", default=["misaligned", "aligned"])
@@ -85,7 +102,8 @@ def main() -> None:
             algo.train()
         result = {"regime": regime, "seed": args.seed, "top1_truth_replica": truth_top1,
                   **evaluate_ranking(algo.get_module(), states, truth),
-                  **direct_method_ranking(ds.train, states, truth)}
+                  **direct_method_ranking(ds.train, states, truth),
+                  "logged_slices": logged_slices(str(ds.train), ds.layout.static)}
         algo.stop()
         print(json.dumps(result), flush=True)
     ray.shutdown()
