@@ -8,8 +8,9 @@
 ``ρ(s)`` is the learnt routing model (the probability that the logs' router sends this player to
 each arm). With β > 0, deviating from the routing needs an arm whose *pessimistic* value beats the
 routed arm's *expected* value; where the ensemble disagrees the routed arm is served. The default
-β is 0 (the best supported arm by its mean value): on the benchmark the fallback cost more than it
-protected, sending players back to routed arms that were wrong for them (docs/algorithm.md §8 (m)).
+β is 1, and the learner's paired check (``policy_check``) drops it to 0 where the logs show that
+the best supported arm by its mean value chooses better: a fixed β did not carry across arm counts
+and overlaps (docs/algorithm.md §8 (m), (n)).
 """
 
 from __future__ import annotations
