@@ -201,6 +201,22 @@ def test_estimate_policy_value_is_undiscounted_unless_asked():
     assert "discounted" in ope.format_report(disc) and "discounted" not in ope.format_report(res)
 
 
+def test_fqe_estimate_far_from_the_logged_actions_is_flagged():
+    """The policy always acts 1 where the logged actions are uniform on [-1, 1]: per logged state the
+    RMS over action dimensions of (1 − a) / std(a), averaged over states, ~1.6 logged standard
+    deviations, above the threshold (the reference preset's actor sat at 1.2–1.8 on the suite, BC at 0.3)."""
+    tr = chain()
+    a = np.asarray(tr.actions, np.float64)
+    assert len(a) <= 4096  # FQE measures the shift on up to 4096 logged states: here, all of them
+    expected = np.sqrt((((1.0 - a) / (a.std(0) + 1e-6)) ** 2).mean(1)).mean()
+    res = ope.estimate_policy_value(_ActorModule(), tr, method="fqe", fqe_steps=300, n_boot=20)
+    assert res["fqe"]["action_shift"] == pytest.approx(expected, rel=1e-2) and expected > 1.3
+    assert res["extrapolation_warning"] is True
+    assert f"warning: the policy acts {res['fqe']['action_shift']:.2f} standard deviations" in ope.format_report(res)
+    near = {**res, "fqe": {**res["fqe"], "action_shift": 0.3}}
+    assert "warning" not in ope.format_report(near)
+
+
 @pytest.fixture(scope="module")
 def tiny_checkpoint(ray_session, tmp_path_factory):
     from tests.test_cli import smoke_train
