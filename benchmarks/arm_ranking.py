@@ -60,17 +60,16 @@ def direct_method_ranking(train: str, states: list[dict], truth: np.ndarray) -> 
 
 def logged_slices(train: str, static_dim: int) -> dict[str, list[list[float]]]:
     """Logged players per (observed segment, arm) and their mean episode return, ``[3][K]`` each."""
-    import pandas as pd
+    from rllib_fastq.data.io import read_transitions
+    from rllib_fastq.evaluation.ope import episodes_from_transitions
 
-    df = pd.read_parquet(train, columns=["obs", "rewards", "eps_id", "t", "policy_id"])
-    returns = df.groupby("eps_id")["rewards"].sum()
-    first = df[df["t"] == 0].set_index("eps_id")
-    segment = np.stack(first["obs"].values)[:, -static_dim:][:, :3].argmax(1)  # the one-hot's first 3 columns
-    arm, ret = first["policy_id"].to_numpy(), returns.loc[first.index].to_numpy()
-    k = int(arm.max()) + 1
-    cells = [[(segment == g) & (arm == a) for a in range(k)] for g in range(3)]
+    ep = episodes_from_transitions(read_transitions(train))
+    segment = ep.first_obs[:, -static_dim:][:, :3].argmax(1)  # the static one-hot's first 3 columns
+    k = int(ep.arm.max()) + 1
+    cells = [[(segment == g) & (ep.arm == a) for a in range(k)] for g in range(3)]
     return {"players": [[int(c.sum()) for c in row] for row in cells],
-            "mean_return": [[round(float(ret[c].mean()), 2) if c.any() else None for c in row] for row in cells]}
+            "mean_return": [[round(float(ep.returns[c].mean()), 2) if c.any() else None for c in row]
+                            for row in cells]}
 
 
 def main() -> None:
