@@ -118,19 +118,21 @@ def rllib_config(name: str, path: str, *, steps_per_iter: int, gamma: float, see
     return cfg
 
 
-def rllib_policy_fn(module: Any) -> Callable[[Any], np.ndarray]:
-    """Deterministic action of an RLlib RLModule (mode of its action distribution), clipped to [-1, 1]."""
+def rllib_policy_fn(module: Any, batched: bool = False) -> Callable[[Any], np.ndarray]:
+    """Deterministic action of an RLlib RLModule (mode of its action distribution), clipped to
+    [-1, 1]: of one flat observation, or of a batch ``[B, obs]`` → ``[B, act]`` with ``batched``."""
     from ray.rllib.core.columns import Columns
 
     dist_cls = module.get_inference_action_dist_cls()
 
     def act(obs: Any) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(obs, np.float32))
         with torch.no_grad():
-            out = module.forward_inference({Columns.OBS: torch.as_tensor(np.asarray(obs, np.float32))[None]})
+            out = module.forward_inference({Columns.OBS: x if batched else x[None]})
             if Columns.ACTIONS in out:
                 a = out[Columns.ACTIONS]
             else:
                 a = dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS]).to_deterministic().sample()
-        return np.clip(a[0].numpy(), -1.0, 1.0)
+        return np.clip(a.numpy() if batched else a[0].numpy(), -1.0, 1.0)
 
     return act

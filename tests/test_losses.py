@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rllib_fastq.torch import losses
-from rllib_fastq.torch.networks import BatchedLinear, TwinCritic, grad_reverse
+from rllib_fastq.torch.networks import BatchedLinear, TwinCritic, VariationalLSTM, grad_reverse
 
 
 def test_expert_loss_masks_unknown_arms_and_averages_per_arm():
@@ -194,3 +194,47 @@ def test_batched_linear_equals_separate_layers():
     out = layer(x)
     for g in range(3):
         assert torch.allclose(out[:, g], x @ layer.weight[g] + layer.bias[g], atol=1e-6)
+
+
+def test_variational_lstm_hand_bptt_matches_an_autograd_unroll_and_the_fused_lstm():
+    """The dropout LSTM's hand-written BPTT gives an autograd unroll's output and gradients (same
+    masks), and with all-ones masks (no dropout drawn) nn.LSTM's own output and gradients."""
+    torch.manual_seed(0)
+    b, t, f, h = 6, 5, 3, 4
+    lstm = VariationalLSTM(f, h, dropout=0.5).double().train()
+    x = torch.randn(b, t, f, dtype=torch.float64, requires_grad=True)
+    params = [x, *lstm.lstm.parameters()]
+
+    def autograd_unroll(in_mask: torch.Tensor, h_mask: torch.Tensor) -> torch.Tensor:
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        w_ih, w_hh, b_ih, b_hh = (getattr(lstm.lstm, f"{n}_l0") for n in names)
+        hs, cs = x.new_zeros(b, h), x.new_zeros(b, h)
+        for s in range(t):
+            i, f_, g, o = ((x[:, s] * in_mask[:, 0]) @ w_ih.T + b_ih + (hs * h_mask) @ w_hh.T + b_hh).chunk(4, 1)
+            cs = torch.sigmoid(f_) * cs + torch.sigmoid(i) * torch.tanh(g)
+            hs = torch.sigmoid(o) * torch.tanh(cs)
+        return hs
+
+    torch.manual_seed(1)
+    out = lstm(x)
+    torch.manual_seed(1)  # the same masks as the module drew
+    keep = 0.5
+    in_mask = torch.bernoulli(x.new_full((b, 1, f), keep)) / keep
+    h_mask = torch.bernoulli(x.new_full((b, h), keep)) / keep
+    assert (h_mask == 0).any() and (in_mask == 0).any()  # the masks do drop something here
+    expected = autograd_unroll(in_mask, h_mask)
+    weights = torch.randn(b, h, dtype=torch.float64)
+    grads = torch.autograd.grad((out * weights).sum(), params)
+    grads_expected = torch.autograd.grad((expected * weights).sum(), params)
+    assert torch.allclose(out, expected, atol=1e-12)
+    for got, want in zip(grads, grads_expected):
+        assert torch.allclose(got, want, atol=1e-12)
+
+    lstm.dropout = 1e-12  # keeps the hand-written path; the masks are all ones
+    fused = lstm.lstm(x)[1][0][-1]
+    unrolled = lstm(x)
+    assert torch.allclose(unrolled, fused, atol=1e-10)
+    g_fused = torch.autograd.grad((fused * weights).sum(), params)
+    g_unrolled = torch.autograd.grad((unrolled * weights).sum(), params)
+    for got, want in zip(g_unrolled, g_fused):
+        assert torch.allclose(got, want, atol=1e-10)

@@ -245,8 +245,8 @@ for _name in ("BC", "IQL"):
 
 def run_one(ds: MujocoDataset, method: str, seed: int, b: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     """Train ``method`` on ``ds`` and score its FINAL policy: (normalised score, extras)."""
-    def normalized(policy: Any) -> tuple[float, dict[str, Any]]:
-        ev = score(policy, ds.env, b["episodes"], b["eval_seed"])
+    def normalized(trained: Any) -> tuple[float, dict[str, Any]]:
+        ev = score(trained.policy, ds.env, b["episodes"], b["eval_seed"])
         return ev["normalized"], ev
 
     return suites.fit_and_score(lambda: MUJOCO_METHODS[method].fn(ds, seed, b), normalized)

@@ -76,6 +76,9 @@ class Trained:
     after_eval: Callable[[], dict[str, Any]] | None = None
     #: Called last (e.g. ``algo.stop()``).
     close: Callable[[], None] | None = None
+    #: The policy maps a batch of observations (dict of ``[B, ...]`` arrays) to ``[B, 3]`` actions:
+    #: the evaluation steps its players side by side (``evaluate_policy(batched=True)``).
+    batched: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,12 +207,12 @@ def _fastq(ds: DatasetHandle, seed: int, budget: dict[str, Any], reference: bool
     module = algo.get_module()
     counts = np.zeros(ds.num_arms, np.int64)
 
-    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:  # a batch of players (Trained.batched)
         with torch.no_grad():
             out = module.forward_inference(
-                {Columns.OBS: {k: torch.as_tensor(np.asarray(v, np.float32))[None] for k, v in obs.items()}})
-        counts[int(out[schema.POLICY_ID][0])] += 1
-        return out[Columns.ACTIONS][0].cpu().numpy()
+                {Columns.OBS: {k: torch.as_tensor(np.asarray(v, np.float32)) for k, v in obs.items()}})
+        counts[:] += np.bincount(out[schema.POLICY_ID].cpu().numpy(), minlength=ds.num_arms)
+        return out[Columns.ACTIONS].cpu().numpy()
 
     from rllib_fastq import _rllib_compat as compat
 
@@ -225,7 +228,7 @@ def _fastq(ds: DatasetHandle, seed: int, budget: dict[str, Any], reference: bool
     for key in ("arm_choice_dr_improvement", "arm_choice_dr_lower_bound"):
         if key in learned:
             extras[key] = round(float(learned[key]), 3)
-    return Trained(act, extras, close=algo.stop,
+    return Trained(act, extras, close=algo.stop, batched=True,
                    after_eval=lambda: {"chosen_arm_share": (counts / max(1, counts.sum())).round(4).tolist()})
 
 
@@ -270,9 +273,9 @@ def _rllib_method(name: str) -> Callable:
         for _ in range(b["iterations"]):
             algo.train()
         module = compat.local_learner(algo.learner_group).module["default_policy"]
-        return Trained(flat_policy(baselines.rllib_policy_fn(module)),
+        return Trained(flat_policy(baselines.rllib_policy_fn(module, batched=True)),
                        {"gradient_steps": b["iterations"] * b["steps_per_iter"], "build_s": round(build_s, 2)},
-                       close=algo.stop)
+                       close=algo.stop, batched=True)
 
     return fn
 
@@ -305,7 +308,7 @@ def _peer_method(algo: str) -> Callable:
         if meta.exists():
             m = json.loads(meta.read_text())
             extras["d3rlpy"] = {k: m[k] for k in ("settings", "versions") if k in m}
-        return Trained(flat_policy(load_peer_policy(path)), extras)
+        return Trained(flat_policy(load_peer_policy(path)), extras, batched=True)
 
     return fn
 

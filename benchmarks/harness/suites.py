@@ -132,14 +132,14 @@ def _cpu_s() -> float:
 
 def fit_and_score(fit: Callable[[], Any], score: Callable[[Any], tuple[float, dict[str, Any]]]
                   ) -> tuple[float, dict[str, Any]]:
-    """Train (``fit()`` → a ``Trained``), score its policy (``score(policy)`` → (value, eval
-    record)), close it: (value, extras with the timings, the eval record and ``after_eval``'s)."""
+    """Train (``fit()`` → a ``Trained``), score it (``score(trained)`` → (value, eval record)),
+    close it: (value, extras with the timings, the eval record and ``after_eval``'s)."""
     t, cpu = time.perf_counter(), _cpu_s()
     trained = fit()
     fit_s, fit_cpu_s = time.perf_counter() - t, _cpu_s() - cpu
     try:
         t = time.perf_counter()
-        value, ev = score(trained.policy)
+        value, ev = score(trained)
         extras = {**trained.extras, "fit_s": round(fit_s, 2), "eval_s": round(time.perf_counter() - t, 2),
                   "fit_cpu_s": round(fit_cpu_s, 2), "eval": ev}
         if trained.after_eval is not None:
@@ -156,8 +156,9 @@ def run_one(ds: DatasetHandle, method: str, seed: int, budget: dict[str, Any]) -
     """Train ``method`` on ``ds`` and score its final policy online: (mean return, extras)."""
     from rllib_fastq.envs import evaluate_policy
 
-    def score(policy: Any) -> tuple[float, dict[str, Any]]:
-        ev = evaluate_policy(policy, None, num_episodes=budget["episodes"], seed=budget["eval_seed"])
+    def score(trained: Any) -> tuple[float, dict[str, Any]]:
+        ev = evaluate_policy(trained.policy, None, num_episodes=budget["episodes"], seed=budget["eval_seed"],
+                             batched=trained.batched)
         return ev["mean_return"], {k: ev[k] for k in ("mean_return", "std_return", "sem_return", "mean_length",
                                                       "churn_rate", "num_episodes", "components", "segment_returns")}
 

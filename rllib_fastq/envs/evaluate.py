@@ -13,7 +13,7 @@ from rllib_fastq.envs.player_platform import (
     PlayerPlatformConfig,
     PlayerPlatformEnv,
 )
-from rllib_fastq.evaluation.episodes import run_episodes
+from rllib_fastq.evaluation.episodes import run_episodes, run_episodes_lockstep
 
 
 def evaluate_policy(
@@ -21,11 +21,15 @@ def evaluate_policy(
     env_config: PlayerPlatformConfig | Mapping[str, Any] | None = None,
     num_episodes: int = 200,
     seed: int = 0,
+    batched: bool = False,
 ) -> dict[str, Any]:
     """Run ``policy_fn(obs) -> action`` for ``num_episodes`` players; episode ``i`` is seeded ``seed + i``.
 
     Seeding per episode makes two policies evaluated with the same ``seed`` meet the same
-    players (common random numbers), so their difference has low variance.
+    players (common random numbers), so their difference has low variance. ``batched=True``: the
+    policy maps a batch of observations (a dict of ``[B, ...]`` arrays) to ``[B, 3]`` actions and
+    the players are stepped side by side (:func:`run_episodes_lockstep`): the same episodes, one
+    network call per time step instead of one per player step.
 
     Returns ``mean_return``, ``std_return``, ``sem_return`` (standard error), ``mean_length``,
     ``churn_rate``, ``num_episodes``, ``components`` (mean per-episode sum of each reward
@@ -33,7 +37,9 @@ def evaluate_policy(
     """
     if num_episodes < 1:
         raise ValueError(f"num_episodes: expected >= 1, got {num_episodes}.")
-    eps = run_episodes(policy_fn, PlayerPlatformEnv(env_config), range(seed, seed + num_episodes))
+    seeds = range(seed, seed + num_episodes)
+    eps = (run_episodes_lockstep(policy_fn, lambda: PlayerPlatformEnv(env_config), seeds) if batched
+           else run_episodes(policy_fn, PlayerPlatformEnv(env_config), seeds))
     returns, lengths, comps, churned = eps.returns, eps.lengths, eps.components, eps.terminated
     segments = np.array([info["observed_segment"] for info in eps.reset_infos], np.int64)
     seg_returns = {

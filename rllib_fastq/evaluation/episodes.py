@@ -55,3 +55,45 @@ def run_episodes(act: Callable[[Any], Any], env: Any, seeds: Iterable[int]) -> E
     return Episodes(returns=np.asarray(returns, np.float64), lengths=np.asarray(lengths, np.int64),
                     terminated=np.asarray(terminated, bool),
                     components=np.stack(comps) if has_comps else None, reset_infos=infos)
+
+
+def run_episodes_lockstep(act_batch: Callable[[Any], Any], make_env: Callable[[], Any],
+                          seeds: Iterable[int]) -> Episodes:
+    """:func:`run_episodes`, with one env per seed stepped side by side: ``act_batch`` gets the
+    live episodes' observations stacked (a dict of ``[B, ...]`` arrays, or ``[B, ...]``) and
+    returns ``[B, action]``. Each env keeps its own seeded state, so every episode is the one
+    :func:`run_episodes` would run with the same (per-row) actions; a network is called once per
+    step of the longest episode instead of once per step of every episode.
+    """
+    seeds = [int(s) for s in seeds]
+    envs = [make_env() for _ in seeds]
+    obs, infos = [], []
+    for env, s in zip(envs, seeds):
+        o, info = env.reset(seed=s)
+        obs.append(o)
+        infos.append(info)
+    n = len(seeds)
+    returns, lengths, terminated = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, bool)
+    comps: list[np.ndarray | None] = [None] * n
+    live = list(range(n))
+    while live:
+        first = obs[live[0]]
+        batch = ({k: np.stack([obs[i][k] for i in live]) for k in first} if isinstance(first, dict)
+                 else np.stack([obs[i] for i in live]))
+        actions = np.asarray(act_batch(batch))
+        still = []
+        for row, i in enumerate(live):
+            obs[i], r, term, trunc, step_info = envs[i].step(actions[row])
+            returns[i] += float(r)
+            lengths[i] += 1
+            if "reward_components" in step_info:
+                c = np.asarray(step_info["reward_components"], np.float64)
+                comps[i] = c if comps[i] is None else comps[i] + c
+            if term or trunc:
+                terminated[i] = bool(term)
+            else:
+                still.append(i)
+        live = still
+    has_comps = n > 0 and all(c is not None for c in comps)
+    return Episodes(returns=returns, lengths=lengths, terminated=terminated,
+                    components=np.stack(comps) if has_comps else None, reset_infos=infos)

@@ -76,12 +76,71 @@ def mlp(in_dim: int, hiddens: Sequence[int], out_dim: int | None = None,
     return nn.Sequential(*layers)
 
 
+class _MaskedLSTMUnroll(torch.autograd.Function):
+    """The LSTM recurrence with a fixed per-sequence mask on the recurrent input, BPTT by hand.
+
+    ``gates_x [B, T, 4H]`` (the input projection plus both biases), ``h_mask [B, H]``, ``w_hh
+    [4H, H]`` → the last hidden state ``[B, H]``. Same maths as an autograd unroll (gate order i,
+    f, g, o as ``nn.LSTM``; tests compare both to float64 rounding), about twice as fast on CPU:
+    the forward writes into preallocated buffers without building a graph, and the backward is one
+    small matmul per step plus one large matmul for ``dW_hh``. No gradient for the (random) mask.
+    """
+
+    @staticmethod
+    def forward(ctx, gates_x: torch.Tensor, h_mask: torch.Tensor, w_hh: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        b, t, g4 = gates_x.shape
+        hsz = g4 // 4
+        gx = gates_x.transpose(0, 1)
+        acts = gates_x.new_empty(t, b, g4)  # the gates after their nonlinearities, per step
+        cs = gates_x.new_zeros(t + 1, b, hsz)  # cell states c_0 .. c_T
+        hms = gates_x.new_zeros(t, b, hsz)  # h_{s-1} * mask: the recurrent input of step s
+        w_t = w_hh.t()
+        h = gates_x.new_zeros(b, hsz)
+        for s in range(t):
+            a = acts[s]
+            torch.addmm(gx[s], hms[s], w_t, out=a)
+            a[:, : 2 * hsz].sigmoid_()
+            a[:, 2 * hsz: 3 * hsz].tanh_()
+            a[:, 3 * hsz:].sigmoid_()
+            i, f, g, o = a.split(hsz, dim=1)
+            torch.addcmul(f * cs[s], i, g, out=cs[s + 1])
+            h = o * torch.tanh(cs[s + 1])
+            if s + 1 < t:
+                torch.mul(h, h_mask, out=hms[s + 1])
+        ctx.save_for_backward(acts, cs, hms, h_mask, w_hh)
+        return h
+
+    @staticmethod
+    def backward(ctx, dh_out: torch.Tensor) -> tuple[torch.Tensor, None, torch.Tensor]:  # noqa: D102
+        acts, cs, hms, h_mask, w_hh = ctx.saved_tensors
+        t, b, g4 = acts.shape
+        hsz = g4 // 4
+        da = acts.new_empty(t, b, g4)  # dLoss/d(pre-activation gates), per step
+        dh = dh_out.contiguous()
+        dc = torch.zeros_like(dh)
+        for s in range(t - 1, -1, -1):
+            i, f, g, o = acts[s].split(hsz, dim=1)
+            tc = torch.tanh(cs[s + 1])
+            dc = dc + dh * o * (1 - tc * tc)
+            di, df, dg, do = da[s].split(hsz, dim=1)
+            torch.mul(dc * g, i * (1 - i), out=di)
+            torch.mul(dc * cs[s], f * (1 - f), out=df)
+            torch.mul(dc * i, 1 - g * g, out=dg)
+            torch.mul(dh * tc, o * (1 - o), out=do)
+            dc = dc * f
+            if s > 0:
+                dh = (da[s] @ w_hh) * h_mask
+        dw_hh = da.reshape(-1, g4).t() @ hms.reshape(-1, hsz)
+        return da.transpose(0, 1), None, dw_hh
+
+
 class VariationalLSTM(nn.Module):
     """One-layer LSTM with variational dropout: one mask per sequence on inputs and hidden state.
 
     At inference (``eval()`` or ``dropout == 0``) it runs cuDNN/oneDNN's fused ``nn.LSTM``;
-    in training with dropout it unrolls over time, because per-sequence hidden-state masks
-    cannot be applied inside the fused kernel. Returns the last hidden state ``[B, H]``.
+    in training with dropout it unrolls over time (:class:`_MaskedLSTMUnroll`), because
+    per-sequence hidden-state masks cannot be applied inside the fused kernel. Returns the last
+    hidden state ``[B, H]``.
     """
 
     def __init__(self, input_size: int, hidden_size: int, dropout: float):
@@ -101,14 +160,7 @@ class VariationalLSTM(nn.Module):
         w_ih, w_hh = self.lstm.weight_ih_l0, self.lstm.weight_hh_l0
         bias = self.lstm.bias_ih_l0 + self.lstm.bias_hh_l0
         gates_x = F.linear(x, w_ih, bias)  # all time steps at once: only h @ w_hh is sequential
-        h = x.new_zeros(b, hsz)
-        c = x.new_zeros(b, hsz)
-        for step in range(t):
-            gates = gates_x[:, step] + F.linear(h * h_mask, w_hh)
-            i, f_, g, o = gates.chunk(4, dim=1)
-            c = torch.sigmoid(f_) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-        return h
+        return _MaskedLSTMUnroll.apply(gates_x.contiguous(), h_mask, w_hh)
 
 
 class Trunk(nn.Module):
