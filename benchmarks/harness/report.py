@@ -126,9 +126,11 @@ def cost(store: Store, suite: str, budget_detail: dict[str, Any] | None = None, 
         cpu = [c for _, c in v if c is not None]
         total += wall
         lines.append(f"| {m} | {len(v)} | {wall:.1f} | {f'{np.mean(cpu):.1f}' if cpu else ''} |")
+    hours = cells * (total + 10) / 3600
     lines += ["", f"One (regime, seed) cell of these methods: {total:.0f} s wall (plus ~10 s to generate its dataset); "
-              f"{cells} cells: {cells * (total + 10) / 3600:.2f} h (wall times depend on what else shared the cores: "
-              "see each record's load average).", ""]
+              f"{cells} cells: {hours:.2f} h one after another, ~{hours / 2:.2f} h with `--jobs 2` if these wall times "
+              "were measured two cells side by side (they depend on what else shared the cores: see each record's "
+              "load average).", ""]
     return "\n".join(lines)
 
 

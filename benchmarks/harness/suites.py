@@ -9,10 +9,13 @@ dataset with seed ``s`` and its FINAL policy is scored online in the simulator o
 players seeded ``EVAL_SEED``, ``EVAL_SEED + 1``, ... (the same players for every method and every
 dataset: common random numbers; disjoint from the data seeds 0..5 and the cards' players).
 
-Budgets (``BUDGETS``). ``full`` was sized for the whole suite (5 regimes × 5 seeds × the 19
-methods) to run in about 2 hours on the 2-core machine with ``--jobs 2`` (two processes, each taking
-every other (regime, seed) dataset). Measured from a clean clone it takes ~2.3 h (676 s of wall time
-per cell, two cells side by side; BENCHMARKS.md "Cost per run"), a third of it the reference preset:
+Budgets (``BUDGETS``). ``full`` is sized for the whole suite (5 regimes × 5 seeds × the 19
+methods) to run in under 2 hours on the 2-core machine with ``--jobs 2`` (two processes, each taking
+every other (regime, seed) dataset); BENCHMARKS.md "Cost per run" has the clean-clone measurement.
+Two changes brought it there from ~2.3 h without changing what is trained: the reference preset's
+dropout LSTM runs a hand-written BPTT (``rllib_fastq/torch/networks.py``, twice as fast, the same
+maths), and policies that take a batch (FAST-Q, RLlib, d3rlpy) are evaluated with their 200 players
+stepped side by side (``evaluate_policy(batched=True)``: the same episodes; ~1 s instead of ~25 s):
 
 - evaluation: 200 held-out players per run; the cards measure their reference values on 200 other
   players (``quick``: 20 players per run);
@@ -26,19 +29,6 @@ per cell, two cells side by side; BENCHMARKS.md "Cost per run"), a third of it t
   networks and batch 256 (d3rlpy's default encoder; its reproduction scripts' 3×256 CQL and
   4×256 / batch-1024 AWAC ran at 1.9 and 3.5 updates/s here), otherwise the reproduction settings
   of ``benchmarks/peers/train_d3rlpy.py``.
-
-Measured on ``misaligned`` seed 0 (2026-12-07, other engineers' jobs on the 2 cores):
-
-- at 3000 steps each (load average 5-17): FAST-Q 252 s (defaults) and 191 s (reference), BC 27 s,
-  TD3+BC 61 s, RLlib BC 42 s, MARWIL 38 s, IQL 285 s, d3rlpy BC 45 s, TD3+BC 119 s, IQL 115 s; d3rlpy
-  CQL and AWAC with their reproduction networks 1.9 and 3.5 updates/s (4.8 and 32.5 at 256×256,
-  batch 256); the rules ~1 s each; ~1400 s per (regime, seed) cell, 9.7 h for the suite;
-- at the ``full`` budget (load average 4-5): dataset 6 s, the 7 rules 5 s in all, FAST-Q 51 s and
-  FAST-Q (reference) 46 s (each ~11 s of it the evaluation), BC 3 s, TD3+BC 5 s, RLlib BC 22 s, MARWIL
-  18 s, IQL 39 s, d3rlpy BC 12 s, TD3+BC 21 s, IQL 24 s, CQL 38 s, AWAC 25 s: ~315 s per cell, 5 min
-  42 s for the whole command, i.e. ~2.2 h for 25 cells at that load (the quick budget ran 2× faster
-  at load 3 than at load 7, so a quiet machine should stay under 2 h). Levers if it does not: fewer
-  evaluation players, RLlib IQL / d3rlpy CQL steps.
 
 ``python -m benchmarks report`` prints the measured cost per method and the projection from the store.
 """
