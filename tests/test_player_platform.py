@@ -200,6 +200,28 @@ def test_lockstep_evaluation_runs_the_same_episodes_as_one_player_at_a_time():
         assert lockstep["components"][name] == pytest.approx(one_at_a_time["components"][name], abs=1e-9)
 
 
+def test_lockstep_episodes_of_a_gymnasium_env_id_match_one_env_reused():
+    """``run_episodes_lockstep`` on array observations (Pendulum): the same returns as one env
+    reset with each seed in turn, and it closes the envs it made when asked."""
+    from rllib_fastq.evaluation.episodes import run_episodes, run_episodes_lockstep
+
+    made = []
+
+    def make_env() -> gym.Env:
+        made.append(gym.make("Pendulum-v1"))
+        return made[-1]
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        return np.clip(-1.5 * np.asarray(obs)[..., 2:3], -2.0, 2.0)  # damp the angular velocity
+
+    one = run_episodes(act, gym.make("Pendulum-v1"), range(5))
+    lockstep = run_episodes_lockstep(act, make_env, range(5), close=True)
+    assert len(made) == 5
+    np.testing.assert_allclose(lockstep.returns, one.returns, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(lockstep.lengths, one.lengths)
+    assert len(set(np.round(one.returns, 6))) == 5  # five different episodes
+
+
 def test_env_step_is_fast():
     env = PlayerPlatformEnv()
     env.reset(seed=0)

@@ -58,12 +58,13 @@ def run_episodes(act: Callable[[Any], Any], env: Any, seeds: Iterable[int]) -> E
 
 
 def run_episodes_lockstep(act_batch: Callable[[Any], Any], make_env: Callable[[], Any],
-                          seeds: Iterable[int]) -> Episodes:
+                          seeds: Iterable[int], close: bool = False) -> Episodes:
     """:func:`run_episodes`, with one env per seed stepped side by side: ``act_batch`` gets the
     live episodes' observations stacked (a dict of ``[B, ...]`` arrays, or ``[B, ...]``) and
     returns ``[B, action]``. Each env keeps its own seeded state, so every episode is the one
     :func:`run_episodes` would run with the same (per-row) actions; a network is called once per
-    step of the longest episode instead of once per step of every episode.
+    step of the longest episode instead of once per step of every episode. ``close``: close
+    the envs at the end (gymnasium envs made for this call).
     """
     seeds = [int(s) for s in seeds]
     envs = [make_env() for _ in seeds]
@@ -94,6 +95,9 @@ def run_episodes_lockstep(act_batch: Callable[[Any], Any], make_env: Callable[[]
             else:
                 still.append(i)
         live = still
+    if close:
+        for env in envs:
+            env.close()
     has_comps = n > 0 and all(c is not None for c in comps)
     return Episodes(returns=returns, lengths=lengths, terminated=terminated,
                     components=np.stack(comps) if has_comps else None, reset_infos=infos)

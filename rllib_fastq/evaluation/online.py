@@ -36,7 +36,8 @@ def evaluate_module(module: Any, spec: RunSpec, *, episodes: int = 100, policy_i
 
         # The card's evaluation seed: the policy meets the same players the arms were scored on.
         seed = seed if seed is not None else (card or {}).get("online", {}).get("eval_seed", 2_000_006)
-        res = evaluate_policy(rollout.policy_fn(module, policy_id), spec.env_config, episodes, seed)
+        res = evaluate_policy(rollout.policy_fn(module, policy_id, batched=True), spec.env_config, episodes, seed,
+                              batched=True)
     else:
         seed = 10_000 if seed is None else seed  # above the seeds data generators use
         res = rollout.evaluate_module(module, env, num_episodes=episodes, seed=seed, policy_id=policy_id,
