@@ -1,5 +1,7 @@
 """The one rollout loop: every online evaluation (the player-platform simulator, any gymnasium env,
-the SAC behaviour-policy trainer, ``fastq evaluate``) runs its episodes through :func:`run_episodes`.
+the SAC behaviour-policy trainer, ``fastq evaluate``) runs its episodes through :func:`run_episodes`
+(one env, one episode after another) or :func:`run_episodes_lockstep` (one env per episode, side by
+side, for batched policies); both are the same loop, ``_run``.
 
 It knows nothing of RLModules or torch: it steps ``act(obs) -> action`` through a gymnasium env,
 each episode reset with its own seed, and returns the per-episode arrays the callers summarise.
@@ -34,27 +36,11 @@ def run_episodes(act: Callable[[Any], Any], env: Any, seeds: Iterable[int]) -> E
     Seeding each episode makes two policies run with the same seeds meet the same start states
     (common random numbers), so their difference has low variance.
     """
-    returns, lengths, terminated, comps, infos = [], [], [], [], []
-    for s in seeds:
-        obs, info = env.reset(seed=int(s))
-        infos.append(info)
-        total, steps, comp, term, done = 0.0, 0, None, False, False
-        while not done:
-            obs, r, term, trunc, step_info = env.step(act(obs))
-            total += float(r)
-            steps += 1
-            if "reward_components" in step_info:
-                c = np.asarray(step_info["reward_components"], np.float64)
-                comp = c if comp is None else comp + c
-            done = term or trunc
-        returns.append(total)
-        lengths.append(steps)
-        terminated.append(bool(term))
-        comps.append(comp)
-    has_comps = bool(comps) and all(c is not None for c in comps)
-    return Episodes(returns=np.asarray(returns, np.float64), lengths=np.asarray(lengths, np.int64),
-                    terminated=np.asarray(terminated, bool),
-                    components=np.stack(comps) if has_comps else None, reset_infos=infos)
+    def act_one(batch: Any) -> np.ndarray:  # the one env's observation, as a batch of one
+        obs = {k: v[0] for k, v in batch.items()} if isinstance(batch, dict) else batch[0]
+        return np.asarray(act(obs))[None]
+
+    return _run(act_one, [env], seeds)
 
 
 def run_episodes_lockstep(act_batch: Callable[[Any], Any], make_env: Callable[[], Any],
@@ -66,25 +52,46 @@ def run_episodes_lockstep(act_batch: Callable[[Any], Any], make_env: Callable[[]
     step of the longest episode instead of once per step of every episode. ``close``: close
     the envs at the end (gymnasium envs made for this call).
     """
-    seeds = [int(s) for s in seeds]
+    seeds = list(seeds)
     envs = [make_env() for _ in seeds]
-    obs, infos = [], []
-    for env, s in zip(envs, seeds):
-        o, info = env.reset(seed=s)
-        obs.append(o)
-        infos.append(info)
+    try:
+        return _run(act_batch, envs, seeds)
+    finally:
+        if close:
+            for env in envs:
+                env.close()
+
+
+def _run(act_batch: Callable[[Any], Any], envs: list[Any], seeds: Iterable[int]) -> Episodes:
+    """The rollout loop: the episodes of ``seeds``, in order, on the ``envs`` side by side (an env
+    whose episode ends starts the next seed), ``act_batch`` called once per step on the stacked
+    observations of the envs with an episode under way."""
+    seeds = [int(s) for s in seeds]
     n = len(seeds)
     returns, lengths, terminated = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, bool)
     comps: list[np.ndarray | None] = [None] * n
-    live = list(range(n))
-    while live:
+    infos: list[dict[str, Any]] = [{}] * n
+    obs: dict[int, Any] = {}
+    episode_of: dict[int, int] = {}  # env index → the episode it runs (insertion order: the batch rows)
+    started = 0
+
+    def start(e: int) -> None:
+        nonlocal started
+        obs[e], infos[started] = envs[e].reset(seed=seeds[started])
+        episode_of[e] = started
+        started += 1
+
+    for e in range(min(len(envs), n)):
+        start(e)
+    while episode_of:
+        live = list(episode_of)
         first = obs[live[0]]
-        batch = ({k: np.stack([obs[i][k] for i in live]) for k in first} if isinstance(first, dict)
-                 else np.stack([obs[i] for i in live]))
+        batch = ({k: np.stack([obs[e][k] for e in live]) for k in first} if isinstance(first, dict)
+                 else np.stack([obs[e] for e in live]))
         actions = np.asarray(act_batch(batch))
-        still = []
-        for row, i in enumerate(live):
-            obs[i], r, term, trunc, step_info = envs[i].step(actions[row])
+        for row, e in enumerate(live):
+            i = episode_of[e]
+            obs[e], r, term, trunc, step_info = envs[e].step(actions[row])
             returns[i] += float(r)
             lengths[i] += 1
             if "reward_components" in step_info:
@@ -92,12 +99,9 @@ def run_episodes_lockstep(act_batch: Callable[[Any], Any], make_env: Callable[[]
                 comps[i] = c if comps[i] is None else comps[i] + c
             if term or trunc:
                 terminated[i] = bool(term)
-            else:
-                still.append(i)
-        live = still
-    if close:
-        for env in envs:
-            env.close()
+                del episode_of[e]
+                if started < n:
+                    start(e)
     has_comps = n > 0 and all(c is not None for c in comps)
     return Episodes(returns=returns, lengths=lengths, terminated=terminated,
                     components=np.stack(comps) if has_comps else None, reset_infos=infos)
